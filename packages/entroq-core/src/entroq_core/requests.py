@@ -1,0 +1,266 @@
+"""Validated requests: the only shapes a backend is ever handed.
+
+Every check of SPEC sections 1-2 that needs no storage happens here, once, when a
+request is built, so no backend (and no server) can forget one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import InvalidArgument, MessageTooLarge
+from .timeutil import EPOCH, truncate_ms
+from .types import TaskChange, TaskData, TaskID
+
+MAX_QUEUE_BYTES = 1024
+MAX_ID_BYTES = 128
+MAX_VALUE_BYTES = 10 * 1024 * 1024
+MAX_ATTEMPT = 2**31 - 1
+MAX_VERSION = 2**63 - 1
+
+
+def check_name(field: str, value: Any, max_bytes: int) -> str:
+    """Validate a queue name, id or claimant: non-empty text, no NUL, at most max_bytes UTF-8."""
+    if not isinstance(value, str):
+        raise InvalidArgument(field, value, "must be a string")
+    if not value:
+        raise InvalidArgument(field, value, "must not be empty")
+    if "\x00" in value:
+        raise InvalidArgument(field, value, "must not contain NUL characters")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgument(field, value, "must be valid UTF-8 text") from None
+    if size > max_bytes:
+        raise InvalidArgument(field, value, f"is {size} bytes, the limit is {max_bytes}")
+    return value
+
+
+def check_queue(field: str, value: Any) -> str:
+    """Validate a queue name."""
+    return check_name(field, value, MAX_QUEUE_BYTES)
+
+
+def check_id(field: str, value: Any) -> str:
+    """Validate a task id or claimant id."""
+    return check_name(field, value, MAX_ID_BYTES)
+
+
+def check_value(field: str, value: Any, max_bytes: int = MAX_VALUE_BYTES) -> bytes:
+    """Validate a task value: bytes no larger than max_bytes."""
+    if isinstance(value, bytearray | memoryview):
+        value = bytes(value)
+    if not isinstance(value, bytes):
+        raise InvalidArgument(field, value, "must be bytes")
+    if len(value) > max_bytes:
+        raise MessageTooLarge(field, f"<{len(value)} bytes>", f"exceeds the limit of {max_bytes}")
+    return value
+
+
+def check_count(field: str, value: Any, maximum: int) -> int:
+    """Validate a non-negative integer no larger than maximum."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(field, value, "must be an integer")
+    if value < 0 or value > maximum:
+        raise InvalidArgument(field, value, f"must be between 0 and {maximum}")
+    return value
+
+
+def check_at(field: str, value: Any) -> datetime | None:
+    """Validate an arrival time: None (now) or a datetime, truncated to milliseconds."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidArgument(field, value, "must be a datetime or None")
+    at = truncate_ms(value)
+    # The epoch and earlier mean "now", as on the wire where 0 is unset.
+    return at if at > EPOCH else None
+
+
+def check_err(field: str, value: Any) -> str:
+    """Validate an error text: any string without NUL characters."""
+    if not isinstance(value, str):
+        raise InvalidArgument(field, value, "must be a string")
+    if "\x00" in value:
+        raise InvalidArgument(field, value, "must not contain NUL characters")
+    return value
+
+
+def check_task_id(field: str, value: Any) -> TaskID:
+    """Validate an id+version reference."""
+    if not isinstance(value, TaskID):
+        raise InvalidArgument(field, value, "must be a TaskID")
+    check_id(f"{field}.id", value.id)
+    check_count(f"{field}.version", value.version, MAX_VERSION)
+    if value.queue:
+        check_queue(f"{field}.queue", value.queue)
+    return value
+
+
+def check_data(field: str, value: Any, max_value_bytes: int = MAX_VALUE_BYTES) -> TaskData:
+    """Validate insert or change data, normalising its arrival time."""
+    if not isinstance(value, TaskData):
+        raise InvalidArgument(field, value, "must be a TaskData")
+    check_queue(f"{field}.queue", value.queue)
+    if value.id:
+        check_id(f"{field}.id", value.id)
+    elif not isinstance(value.id, str):
+        raise InvalidArgument(f"{field}.id", value.id, "must be a string")
+    check_value(f"{field}.value", value.value, max_value_bytes)
+    check_count(f"{field}.attempt", value.attempt, MAX_ATTEMPT)
+    check_err(f"{field}.err", value.err)
+    at = check_at(f"{field}.at", value.at)
+    if at is not value.at:
+        value = TaskData(
+            queue=value.queue,
+            at=at,
+            value=value.value,
+            id=value.id,
+            attempt=value.attempt,
+            err=value.err,
+            skip_colliding=value.skip_colliding,
+        )
+    return value
+
+
+def _tuple(field: str, values: Any) -> tuple[Any, ...]:
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InvalidArgument(field, values, "must be a list")
+    return tuple(values)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Claim one available task from any of ``queues`` for ``duration_ms``."""
+
+    claimant: str
+    queues: tuple[str, ...]
+    duration_ms: int
+
+    def __post_init__(self) -> None:
+        check_id("claimant", self.claimant)
+        queues = _tuple("queues", self.queues)
+        if not queues:
+            raise InvalidArgument("queues", list(queues), "at least one queue is required")
+        for q in queues:
+            check_queue("queues", q)
+        # Duplicates count once; dict keeps the caller's order.
+        unique = tuple(dict.fromkeys(queues))
+        if unique != self.queues:
+            object.__setattr__(self, "queues", unique)
+        if isinstance(self.duration_ms, bool) or not isinstance(self.duration_ms, int):
+            raise InvalidArgument("duration", self.duration_ms, "must be whole milliseconds")
+        if self.duration_ms <= 0:
+            raise InvalidArgument("duration", self.duration_ms, "must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyRequest:
+    """One atomic modification: deletes, changes and inserts guarded by depends."""
+
+    claimant: str
+    inserts: tuple[TaskData, ...] = ()
+    changes: tuple[TaskChange, ...] = ()
+    deletes: tuple[TaskID, ...] = ()
+    depends: tuple[TaskID, ...] = ()
+    max_value_bytes: int = MAX_VALUE_BYTES
+
+    def __post_init__(self) -> None:
+        check_id("claimant", self.claimant)
+        limit = self.max_value_bytes
+        inserts = tuple(
+            check_data(f"inserts[{i}]", d, limit)
+            for i, d in enumerate(_tuple("inserts", self.inserts))
+        )
+        changes = []
+        for i, c in enumerate(_tuple("changes", self.changes)):
+            if not isinstance(c, TaskChange):
+                raise InvalidArgument(f"changes[{i}]", c, "must be a TaskChange")
+            old = check_task_id(f"changes[{i}].old", c.old)
+            new = check_data(f"changes[{i}].new", c.new, limit)
+            if new.id and new.id != old.id:
+                raise InvalidArgument(
+                    f"changes[{i}].new.id", new.id, f"a change cannot rename task {old.id!r}"
+                )
+            changes.append(c if new is c.new else TaskChange(old, new))
+        deletes = tuple(
+            check_task_id(f"deletes[{i}]", d) for i, d in enumerate(_tuple("deletes", self.deletes))
+        )
+        depends = tuple(
+            check_task_id(f"depends[{i}]", d) for i, d in enumerate(_tuple("depends", self.depends))
+        )
+        seen: dict[str, str] = {}
+        named = (
+            [(f"inserts[{i}].id", d.id) for i, d in enumerate(inserts) if d.id]
+            + [(f"changes[{i}].old.id", c.old.id) for i, c in enumerate(changes)]
+            + [(f"deletes[{i}].id", d.id) for i, d in enumerate(deletes)]
+            + [(f"depends[{i}].id", d.id) for i, d in enumerate(depends)]
+        )
+        for where, task_id in named:
+            if task_id in seen:
+                raise InvalidArgument(
+                    where, task_id, f"the same id already appears at {seen[task_id]}"
+                )
+            seen[task_id] = where
+        object.__setattr__(self, "inserts", inserts)
+        object.__setattr__(self, "changes", tuple(changes))
+        object.__setattr__(self, "deletes", deletes)
+        object.__setattr__(self, "depends", depends)
+
+    def is_empty(self) -> bool:
+        """True if the request names nothing at all."""
+        return not (self.inserts or self.changes or self.deletes or self.depends)
+
+
+@dataclass(frozen=True, slots=True)
+class TasksRequest:
+    """A best-effort listing by queue, by ids, or both."""
+
+    queue: str = ""
+    claimant: str = ""
+    ids: tuple[str, ...] = ()
+    limit: int = 0
+    omit_values: bool = False
+
+    def __post_init__(self) -> None:
+        ids = _tuple("ids", self.ids)
+        for i, task_id in enumerate(ids):
+            check_id(f"ids[{i}]", task_id)
+        object.__setattr__(self, "ids", ids)
+        if self.queue:
+            check_queue("queue", self.queue)
+        elif not ids:
+            raise InvalidArgument("queue", self.queue, "give a queue, ids, or both")
+        if self.claimant:
+            check_id("claimant", self.claimant)
+        check_count("limit", self.limit, 2**31 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuesRequest:
+    """Select queues by prefix or exact name; both empty selects all."""
+
+    prefixes: tuple[str, ...] = ()
+    exact: tuple[str, ...] = ()
+    limit: int = 0
+
+    def __post_init__(self) -> None:
+        prefixes = _tuple("match_prefix", self.prefixes)
+        exact = _tuple("match_exact", self.exact)
+        for i, p in enumerate(prefixes):
+            if not isinstance(p, str):
+                raise InvalidArgument(f"match_prefix[{i}]", p, "must be a string")
+        for i, e in enumerate(exact):
+            check_queue(f"match_exact[{i}]", e)
+        object.__setattr__(self, "prefixes", prefixes)
+        object.__setattr__(self, "exact", exact)
+        check_count("limit", self.limit, 2**31 - 1)
+
+    def matches(self, queue: str) -> bool:
+        """True if ``queue`` is selected by this request."""
+        if not self.prefixes and not self.exact:
+            return True
+        return queue in self.exact or any(queue.startswith(p) for p in self.prefixes)
