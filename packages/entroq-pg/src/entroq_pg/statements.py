@@ -1,0 +1,178 @@
+"""The SQL the backend runs, rendered once per schema name.
+
+"now" is always ``date_trunc('milliseconds', now())``: the database clock at the
+start of the transaction, at EntroQ's millisecond precision, so every decision in
+one transaction uses one instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .schema import quote_ident
+
+NOW = "date_trunc('milliseconds', now())"
+
+# Columns in the order rows are turned into Task objects.
+TASK_COLUMNS = "queue, id, version, at, claimant, value, created, modified, claims, attempt, err"
+TASK_COLUMNS_NO_VALUE = (
+    "queue, id, version, at, claimant, ''::bytea, created, modified, claims, attempt, err"
+)
+
+
+def _qualified(columns: str, alias: str) -> str:
+    return ", ".join(
+        f"{alias}.{c.strip()}" if c.strip().isidentifier() else c for c in columns.split(",")
+    )
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Every statement, with the schema name baked in."""
+
+    claim: str
+    next_arrival: str
+    lock_for_update: str
+    lock_for_share: str
+    existing: str
+    delete: str
+    change: str
+    insert: str
+    notify: str
+    tasks_by_queue: str
+    tasks_by_queue_no_value: str
+    tasks_by_ids: str
+    tasks_by_ids_no_value: str
+    stats: str
+    time: str
+
+
+def render(schema: str) -> Statements:
+    """Render the statements for tables in ``schema``."""
+    t = f"{quote_ident(schema)}.tasks"
+    # Random choice in O(log n): pick a random instant between the oldest
+    # available arrival and now, move to the first arrival at or after it (the
+    # pivot), then take the first task at or after (pivot, random rnd) that
+    # nobody holds; wrap around to the oldest if that part is empty or locked.
+    # rnd breaks ties among tasks that share an arrival (a batch insert), so
+    # those come out in random order too. Every probe is an index range scan on
+    # (queue, at, rnd) bounded by at <= now, so leased and future tasks are
+    # never visited.
+    claim = f"""
+        WITH n AS (SELECT {NOW} AS ts),
+        lo AS (
+            SELECT t.at FROM {t} t, n
+            WHERE t.queue = %(q)s AND t.at <= n.ts ORDER BY t.at LIMIT 1
+        ),
+        pivot AS (
+            SELECT coalesce((
+                SELECT t.at FROM {t} t, n
+                WHERE t.queue = %(q)s AND t.at >= lo.at + (n.ts - lo.at) * %(r)s::float8
+                  AND t.at <= n.ts
+                ORDER BY t.at LIMIT 1
+            ), lo.at) AS at
+            FROM lo
+        ),
+        pick AS (
+            -- coalesce runs the wrap-around probe only when the first finds nothing.
+            SELECT coalesce(
+                (SELECT t.id FROM {t} t, n, pivot
+                 WHERE t.queue = %(q)s AND (t.at, t.rnd) >= (pivot.at, %(k)s::int4)
+                   AND t.at <= n.ts
+                 ORDER BY t.at, t.rnd LIMIT 1 FOR UPDATE OF t SKIP LOCKED),
+                (SELECT t.id FROM {t} t, pivot
+                 WHERE t.queue = %(q)s AND (t.at, t.rnd) < (pivot.at, %(k)s::int4)
+                 ORDER BY t.at, t.rnd LIMIT 1 FOR UPDATE OF t SKIP LOCKED)
+            ) AS id
+            FROM pivot
+        )
+        UPDATE {t} t
+        SET version = t.version + 1, claims = t.claims + 1, claimant = %(c)s,
+            at = n.ts + %(d)s::interval, modified = n.ts, rnd = %(k2)s::int4
+        FROM pick, n
+        WHERE t.id = pick.id
+        RETURNING {_qualified(TASK_COLUMNS, "t")}
+    """
+    next_arrival = f"""
+        SELECT extract(epoch FROM min(x.at) - clock_timestamp())::float8
+        FROM unnest(%(qs)s::text[]) AS q(name),
+        LATERAL (
+            SELECT t.at FROM {t} t WHERE t.queue = q.name AND t.at > now()
+            ORDER BY t.at LIMIT 1
+        ) x
+    """
+    lock_cols = f"id, version, queue, claimant, at > {NOW} AS leased"
+    lock_for_update = (
+        f"SELECT {lock_cols} FROM {t} WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE"
+    )
+    lock_for_share = (
+        f"SELECT {lock_cols} FROM {t} WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR SHARE"
+    )
+    existing = f"SELECT id, version, queue FROM {t} WHERE id = ANY(%(ids)s::text[])"
+    delete = f"DELETE FROM {t} WHERE id = ANY(%(ids)s::text[])"
+    change = f"""
+        UPDATE {t} t
+        SET queue = c.queue, at = coalesce(c.at, {NOW}), value = c.value,
+            attempt = c.attempt, err = c.err, version = t.version + 1,
+            claimant = %(c)s, modified = {NOW},
+            rnd = (floor(random() * 4294967296) - 2147483648)::int4
+        FROM unnest(%(ids)s::text[], %(queues)s::text[], %(ats)s::timestamptz[],
+                    %(values)s::bytea[], %(attempts)s::int4[], %(errs)s::text[])
+             AS c(id, queue, at, value, attempt, err)
+        WHERE t.id = c.id
+        RETURNING {_qualified(TASK_COLUMNS, "t")}, t.at <= {NOW}
+    """
+    insert = f"""
+        INSERT INTO {t} (id, queue, version, at, rnd, claims, attempt, created, modified,
+                         claimant, err, value)
+        SELECT i.id, i.queue, 0, coalesce(i.at, {NOW}),
+               (floor(random() * 4294967296) - 2147483648)::int4, 0, i.attempt,
+               {NOW}, {NOW}, %(c)s, i.err, i.value
+        FROM unnest(%(ids)s::text[], %(queues)s::text[], %(ats)s::timestamptz[],
+                    %(values)s::bytea[], %(attempts)s::int4[], %(errs)s::text[])
+             AS i(id, queue, at, value, attempt, err)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING {TASK_COLUMNS}, at <= {NOW}
+    """
+    notify = "SELECT pg_notify(%(chan)s, p) FROM unnest(%(payloads)s::text[]) AS p"
+    claimant_filter = f"AND (%(claimant)s::text IS NULL OR claimant = %(claimant)s OR at <= {NOW})"
+    by_queue = f"SELECT {{cols}} FROM {t} WHERE queue = %(q)s {claimant_filter} LIMIT %(limit)s"
+    by_ids = f"""
+        SELECT {{cols}} FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS r(rid, ord)
+        JOIN {t} ON id = r.rid
+        WHERE (%(q)s::text IS NULL OR queue = %(q)s) {claimant_filter}
+        ORDER BY r.ord LIMIT %(limit)s
+    """
+    stats = f"""
+        SELECT queue,
+               count(*),
+               count(*) FILTER (WHERE at <= {NOW}),
+               count(*) FILTER (WHERE at > {NOW} AND claims > 0),
+               count(*) FILTER (WHERE at > {NOW} AND claims = 0),
+               max(claims)
+        FROM {t}
+        WHERE (cardinality(%(prefixes)s::text[]) = 0 AND cardinality(%(exact)s::text[]) = 0)
+           OR queue = ANY(%(exact)s::text[])
+           OR EXISTS (SELECT 1 FROM unnest(%(prefixes)s::text[]) AS p(x)
+                      WHERE left(queue, length(p.x)) = p.x)
+        GROUP BY queue
+        ORDER BY queue
+        LIMIT %(limit)s
+    """
+    return Statements(
+        claim=claim,
+        next_arrival=next_arrival,
+        lock_for_update=lock_for_update,
+        lock_for_share=lock_for_share,
+        existing=existing,
+        delete=delete,
+        change=change,
+        insert=insert,
+        notify=notify,
+        tasks_by_queue=by_queue.format(cols=TASK_COLUMNS),
+        tasks_by_queue_no_value=by_queue.format(cols=TASK_COLUMNS_NO_VALUE),
+        tasks_by_ids=by_ids.format(cols=TASK_COLUMNS),
+        tasks_by_ids_no_value=by_ids.format(cols=TASK_COLUMNS_NO_VALUE),
+        stats=stats,
+        time="SELECT date_trunc('milliseconds', clock_timestamp())",
+    )
