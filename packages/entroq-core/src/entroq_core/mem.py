@@ -92,9 +92,7 @@ class _Store:
     def _maybe_compact(self, q: _Queue) -> None:
         live = len(q.members) - len(q.available)
         if len(q.future) > 2 * live + 1024:
-            q.future = [
-                (to_ms(self.tasks[i].at), i) for i in q.members if i not in q.position
-            ]
+            q.future = [(to_ms(self.tasks[i].at), i) for i in q.members if i not in q.position]
             heapq.heapify(q.future)
 
     def promote(self, name: str, q: _Queue, now: int) -> None:
@@ -256,9 +254,7 @@ class _Store:
                 candidates = [self.tasks[i] for i in members]
         if request.claimant:
             candidates = [
-                t
-                for t in candidates
-                if t.claimant == request.claimant or to_ms(t.at) <= now
+                t for t in candidates if t.claimant == request.claimant or to_ms(t.at) <= now
             ]
         if request.limit:
             candidates = candidates[: request.limit]
@@ -327,9 +323,7 @@ class MemBackend:
         async def next_arrival(queues: tuple[str, ...]) -> float | None:
             return store.seconds_to_next_arrival(queues)
 
-        return await claim_until_found(
-            request, self.try_claim, store.wakeups, poll, next_arrival
-        )
+        return await claim_until_found(request, self.try_claim, store.wakeups, poll, next_arrival)
 
     async def modify(self, request: ModifyRequest) -> ModifyResult:
         """Apply the modification atomically or raise DependencyError."""

@@ -7,7 +7,7 @@ request is built, so no backend (and no server) can forget one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -104,26 +104,19 @@ def check_data(field: str, value: Any, max_value_bytes: int = MAX_VALUE_BYTES) -
     """Validate insert or change data, normalising its arrival time."""
     if not isinstance(value, TaskData):
         raise InvalidArgument(field, value, "must be a TaskData")
-    check_queue(f"{field}.queue", value.queue)
-    if value.id:
-        check_id(f"{field}.id", value.id)
-    elif not isinstance(value.id, str):
-        raise InvalidArgument(f"{field}.id", value.id, "must be a string")
-    check_value(f"{field}.value", value.value, max_value_bytes)
-    check_count(f"{field}.attempt", value.attempt, MAX_ATTEMPT)
-    check_err(f"{field}.err", value.err)
-    at = check_at(f"{field}.at", value.at)
-    if at is not value.at:
-        value = TaskData(
-            queue=value.queue,
-            at=at,
-            value=value.value,
-            id=value.id,
-            attempt=value.attempt,
-            err=value.err,
-            skip_colliding=value.skip_colliding,
-        )
-    return value
+    data: TaskData = value
+    check_queue(f"{field}.queue", data.queue)
+    if not isinstance(data.id, str):
+        raise InvalidArgument(f"{field}.id", data.id, "must be a string")
+    if data.id:
+        check_id(f"{field}.id", data.id)
+    payload = check_value(f"{field}.value", data.value, max_value_bytes)
+    check_count(f"{field}.attempt", data.attempt, MAX_ATTEMPT)
+    check_err(f"{field}.err", data.err)
+    at = check_at(f"{field}.at", data.at)
+    if at is not data.at or payload is not data.value:
+        data = replace(data, at=at, value=payload)
+    return data
 
 
 def _tuple(field: str, values: Any) -> tuple[Any, ...]:

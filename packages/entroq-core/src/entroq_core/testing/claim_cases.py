@@ -192,9 +192,7 @@ class ClaimCases:
         await asyncio.sleep(0.2)
         other = await h.client()
         # A future task counts as leased by its inserter, so act for it.
-        await other.modify(
-            Modification().change(task, queue=h.q("ready")), claimant=h.eq.claimant
-        )
+        await other.modify(Modification().change(task, queue=h.q("ready")), claimant=h.eq.claimant)
         async with asyncio.timeout(2):
             claimed = await waiter
         assert claimed.id == task.id

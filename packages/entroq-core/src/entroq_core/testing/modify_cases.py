@@ -290,7 +290,9 @@ class ModifyCases:
     @conformance
     async def test_results_keep_request_order(self, h: Harness) -> None:
         tasks = (
-            await h.eq.modify(Modification().insert(h.q(), b"0").insert(h.q(), b"1").insert(h.q(), b"2"))
+            await h.eq.modify(
+                Modification().insert(h.q(), b"0").insert(h.q(), b"1").insert(h.q(), b"2")
+            )
         ).inserted
         mod = Modification()
         for task in reversed(tasks):

@@ -17,7 +17,9 @@ class ReadCases:
 
     @conformance
     async def test_tasks_by_queue_ids_and_both(self, h: Harness) -> None:
-        a = (await h.eq.modify(Modification().insert(h.q("a"), b"1").insert(h.q("a"), b"2"))).inserted
+        a = (
+            await h.eq.modify(Modification().insert(h.q("a"), b"1").insert(h.q("a"), b"2"))
+        ).inserted
         [b] = (await h.eq.modify(Modification().insert(h.q("b"), b"3"))).inserted
         assert {t.id for t in await h.eq.tasks(h.q("a"))} == {t.id for t in a}
         # ids come back in the order asked, unknown ids skipped silently.
