@@ -51,31 +51,33 @@ async def bench_target(target: Target, runs: int, quick: bool) -> list[Record]:
         out.append(median_record(label, "wake_latency_ms_p99", "ms", p99s, processes=1))
         for extra in target.extras:
             out.extend(await extra(label, url, runs))
-    if target.rss:
-        tasks = 100_000 if quick else 1_000_000
-        samples, baselines = [], []
-        for _ in range(runs):
-            result = subprocess.run(
-                [sys.executable, "-m", "benchmarks.rss", str(tasks), "100"],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            data = json.loads(result.stdout)
-            samples.append(data["rss_mib"])
-            baselines.append(data["baseline_mib"])
-        out.append(
-            median_record(
-                label,
-                "rss_mib",
-                "MiB",
-                samples,
-                tasks=tasks,
-                value_bytes=100,
-                baseline_mib=min(baselines),
-            )
-        )
     return out
+
+
+def rss_records(label: str, tasks: int, runs: int) -> list[Record]:
+    """Resident memory of a mem store with ``tasks`` tasks, each run in a fresh process."""
+    samples, baselines = [], []
+    for _ in range(runs):
+        result = subprocess.run(
+            [sys.executable, "-m", "benchmarks.rss", str(tasks), "100"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        data = json.loads(result.stdout)
+        samples.append(data["rss_mib"])
+        baselines.append(data["baseline_mib"])
+    return [
+        median_record(
+            label,
+            "rss_mib",
+            "MiB",
+            samples,
+            tasks=tasks,
+            value_bytes=100,
+            baseline_mib=min(baselines),
+        )
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     records: list[Record] = []
     for spec in args.backend or ["mem"]:
-        records.extend(asyncio.run(bench_target(resolve(spec), args.runs, args.quick)))
+        target = resolve(spec)
+        records.extend(asyncio.run(bench_target(target, args.runs, args.quick)))
+        if target.rss:
+            tasks = 100_000 if args.quick else 1_000_000
+            records.extend(rss_records(target.name, tasks, args.runs))
     print(render_table(records))
     if args.json:
         with open(args.json, "w") as f:
