@@ -255,7 +255,7 @@ class PgBackend:
                         "q": queue,
                         "c": request.claimant,
                         "d": duration,
-                        "r": random.random(),
+                        "r": random.random() * 1.25 - 0.25,
                         "k": random.randint(-(2**31), 2**31 - 1),
                         "k2": random.randint(-(2**31), 2**31 - 1),
                     },
