@@ -33,6 +33,7 @@ from .errors import (
     is_retryable,
     server_never_ran_it,
     translate,
+    translate_connect,
 )
 from .listener import Listener, channel_name, payload
 from .schema import check_current, current_version, migrate
@@ -590,7 +591,7 @@ async def _prepare_schema(config: PgConfig) -> None:
     try:
         conn = await psycopg.AsyncConnection.connect(config.conninfo, autocommit=True)
     except Exception as exc:
-        raise translate(exc, where) from None
+        raise translate_connect(exc, where) from None
     try:
         if config.migrate:
             await migrate(conn, config.schema)

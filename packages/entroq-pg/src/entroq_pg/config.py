@@ -61,6 +61,10 @@ def parse_url(url: str, **options: Any) -> PgConfig:
     scheme = parts.scheme.lower()
     if scheme not in ("pg", "postgres", "postgresql"):
         raise InvalidArgument("url", redact(url), "is not a pg:// or postgresql:// URL")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError as exc:
+        raise InvalidArgument("url", redact(url), f"bad port: {exc}") from None
     ours: dict[str, Any] = {}
     libpq: list[tuple[str, str]] = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):

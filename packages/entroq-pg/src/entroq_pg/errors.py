@@ -89,6 +89,29 @@ def translate(exc: BaseException, where: str) -> EntroQError:
     return BackendUnavailable(f"{where}: PostgreSQL error {state}: {text}")
 
 
+# libpq reports connection-time failures without a SQLSTATE; these phrases are
+# its (and the server's) wording for "who you are was not accepted".
+_AUTH_PHRASES = (
+    "password authentication failed",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "no password supplied",
+    "role \"",
+    "pg_hba.conf rejects",
+)
+
+
+def translate_connect(exc: BaseException, where: str) -> EntroQError:
+    """Map a failure to open a connection: credentials, address, or the server's state."""
+    if isinstance(exc, psycopg.OperationalError) and not exc.sqlstate:
+        text = str(exc).strip().replace("\n", " ")
+        lowered = text.lower()
+        if any(p in lowered for p in _AUTH_PHRASES):
+            return AuthenticationError(f"{where}: PostgreSQL refused the credentials: {text}")
+        return BackendUnavailable(f"{where}: cannot connect: {text}")
+    return translate(exc, where)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

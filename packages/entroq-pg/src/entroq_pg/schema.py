@@ -105,7 +105,12 @@ async def migrate(
                 f"INSERT INTO {s}.schema_version (version) VALUES (0) ON CONFLICT DO NOTHING"
             )
             break
-        except psycopg.errors.UniqueViolation:
+        except (
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.DuplicateObject,
+            psycopg.errors.DuplicateTable,
+            psycopg.errors.DuplicateSchema,
+        ):
             if attempt == 2:
                 raise
     async with conn.transaction():
