@@ -1,7 +1,7 @@
 """Helper process for the multi-process tests (run as a script, not collected).
 
-    python pg_worker.py drain URL QUEUE WORKERS OUTFILE   # claim+delete until empty
-    python pg_worker.py insert URL QUEUE COUNT            # insert COUNT tasks, one modify
+python pg_worker.py drain URL QUEUE WORKERS OUTFILE   # claim+delete until empty
+python pg_worker.py insert URL QUEUE COUNT            # insert COUNT tasks, one modify
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 import entroq_pg
 from entroq_core import AsyncEntroQ, Modification
 from entroq_core.errors import DependencyError
 
 
-async def drain(url: str, queue: str, workers: int, outfile: str) -> None:
+async def drain(url: str, queue: str, workers: int) -> dict[str, list[str]]:
     clients = [AsyncEntroQ(await entroq_pg.open_backend(url)) for _ in range(workers)]
     committed: list[str] = []
     lost: list[str] = []
@@ -40,8 +41,7 @@ async def drain(url: str, queue: str, workers: int, outfile: str) -> None:
     await asyncio.gather(*(work(c) for c in clients))
     for c in clients:
         await c.aclose()
-    with open(outfile, "w") as f:
-        json.dump({"committed": committed, "lost": lost}, f)
+    return {"committed": committed, "lost": lost}
 
 
 async def insert(url: str, queue: str, count: int) -> None:
@@ -55,7 +55,7 @@ async def insert(url: str, queue: str, count: int) -> None:
 def main() -> None:
     command, url, queue, *rest = sys.argv[1:]
     if command == "drain":
-        asyncio.run(drain(url, queue, int(rest[0]), rest[1]))
+        Path(rest[1]).write_text(json.dumps(asyncio.run(drain(url, queue, int(rest[0])))))
     elif command == "insert":
         asyncio.run(insert(url, queue, int(rest[0])))
     else:

@@ -156,7 +156,9 @@ def test_prefix_match_treats_like_wildcards_literally(pg_url: str) -> None:
         (eq,) = await _clients(pg_url, 1)
         try:
             await eq.modify(
-                Modification().insert(base + "/a%b", b"").insert(base + "/axb", b"")
+                Modification()
+                .insert(base + "/a%b", b"")
+                .insert(base + "/axb", b"")
                 .insert(base + "/a_c", b"")
             )
             assert set(await eq.queues(prefixes=[base + "/a%"])) == {base + "/a%b"}

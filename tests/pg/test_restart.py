@@ -45,9 +45,7 @@ def test_restart_under_load_loses_nothing_and_recovers(
         stop_inserting = asyncio.Event()
         stop_working = asyncio.Event()
 
-        first = await admin.modify(
-            Modification(inserts=[_data(f"pre-{i}") for i in range(300)])
-        )
+        first = await admin.modify(Modification(inserts=[_data(f"pre-{i}") for i in range(300)]))
         confirmed.update(t.id for t in first.inserted)
 
         async def inserter() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 import psycopg
+
 from entroq_core.errors import EntroQError
 
 from .config import parse_url

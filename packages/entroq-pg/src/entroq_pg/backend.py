@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
+
 from entroq_core.claiming import claim_until_found
 from entroq_core.errors import (
     BackendUnavailable,
@@ -25,7 +27,6 @@ from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest, Tas
 from entroq_core.timeutil import utcnow
 from entroq_core.types import ModifyResult, QueueStats, Task, TaskData, TaskID
 from entroq_core.wakeups import QueueWakeups
-from psycopg_pool import AsyncConnectionPool
 
 from .config import PgConfig, parse_url
 from .errors import (
@@ -282,8 +283,8 @@ class PgBackend:
 
         soonest = await self._call("claim", run, replay_safe=True)
         if self._config.notify and not self.listening:
-            soonest = FALLBACK_POLL_SECONDS if soonest is None else min(
-                soonest, FALLBACK_POLL_SECONDS
+            soonest = (
+                FALLBACK_POLL_SECONDS if soonest is None else min(soonest, FALLBACK_POLL_SECONDS)
             )
         return soonest
 
@@ -308,9 +309,7 @@ class PgBackend:
             self._wakeups.notify(queue, count)
         return result
 
-    async def _modify_in(
-        self, conn: Conn, p: _Prepared, ready: dict[str, int]
-    ) -> ModifyResult:
+    async def _modify_in(self, conn: Conn, p: _Prepared, ready: dict[str, int]) -> ModifyResult:
         sql = self._sql
         req = p.request
         modifier = req.claimant
@@ -360,8 +359,12 @@ class PgBackend:
                 collisions.append(hit)
                 if data.skip_colliding:
                     skipped.add(i)
-        if bad_depends or bad_deletes or bad_changes or bad_claims or len(collisions) > len(
-            skipped
+        if (
+            bad_depends
+            or bad_deletes
+            or bad_changes
+            or bad_claims
+            or len(collisions) > len(skipped)
         ):
             raise DependencyError(
                 inserts=collisions,
@@ -401,8 +404,8 @@ class PgBackend:
             raced = [(i, d) for i, d in wanted if d.id not in by_id]
             if raced:
                 await self._raced_inserts(cur, raced, by_id)
-            for _, d in wanted:
-                row = by_id.get(d.id)
+            for _, data in wanted:
+                row = by_id.get(data.id)
                 if row is None:
                     continue  # a skippable insert that lost a race: dropped
                 inserted.append(row_to_task(row))
@@ -541,9 +544,7 @@ class _Prepared:
     def __init__(self, request: ModifyRequest) -> None:
         self.request = request
         self.explicit = [bool(d.id) for d in request.inserts]
-        self.inserts = [
-            d if d.id else _with_id(d, new_task_id()) for d in request.inserts
-        ]
+        self.inserts = [d if d.id else _with_id(d, new_task_id()) for d in request.inserts]
         self.explicit_ids = [d.id for d in request.inserts if d.id]
         # One global lock order (by id) so that concurrent modifications never deadlock
         # on the rows they change or delete.

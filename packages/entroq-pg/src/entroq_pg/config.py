@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+
 from entroq_core.errors import InvalidArgument
 
 DEFAULT_SCHEMA = "entroq"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg import errors as pgerr
+from psycopg_pool import PoolClosed, PoolTimeout
+
 from entroq_core.errors import (
     AuthenticationError,
     BackendUnavailable,
@@ -10,8 +13,6 @@ from entroq_core.errors import (
     InvalidArgument,
     PermissionDenied,
 )
-from psycopg import errors as pgerr
-from psycopg_pool import PoolClosed, PoolTimeout
 
 # Conflicts that a fresh attempt of the same transaction may not hit again.
 RETRYABLE_SQLSTATES = frozenset(
@@ -96,7 +97,7 @@ _AUTH_PHRASES = (
     "authentication failed",
     "no pg_hba.conf entry",
     "no password supplied",
-    "role \"",
+    'role "',
     "pg_hba.conf rejects",
 )
 

@@ -19,6 +19,7 @@ import random
 from typing import Any
 
 import psycopg
+
 from entroq_core.wakeups import QueueWakeups
 
 from .schema import quote_ident

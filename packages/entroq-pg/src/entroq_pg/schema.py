@@ -120,7 +120,7 @@ async def migrate(
         check_supported(before, schema)
         for version in range(before + 1, target + 1):
             for statement in MIGRATIONS[version - 1]:
-                await conn.execute(statement.format(s=s))  # type: ignore[arg-type]
+                await conn.execute(statement.format(s=s))
             await conn.execute(f"UPDATE {s}.schema_version SET version = %s", (version,))
             if log is not None:
                 log(f"schema {schema!r}: applied migration {version}")
