@@ -20,6 +20,16 @@ TASK_COLUMNS_NO_VALUE = (
 )
 
 
+def compact(sql: str) -> str:
+    """Drop comments and runs of whitespace.
+
+    psycopg caches its parse of a query only up to 4096 characters; longer ones
+    are re-parsed on every execute, which costs more than the query itself.
+    """
+    lines = (line.split("--", 1)[0] for line in sql.splitlines())
+    return " ".join(" ".join(lines).split())
+
+
 def _qualified(columns: str, alias: str) -> str:
     return ", ".join(
         f"{alias}.{c.strip()}" if c.strip().isidentifier() else c for c in columns.split(",")
@@ -60,40 +70,46 @@ def render(schema: str) -> Statements:
     # starts a quarter window early: it gets at least a fifth of the picks and
     # nothing starves. Every probe is an index range scan on (queue, at, rnd)
     # bounded by at <= now, so leased and future tasks are never visited.
+    # Bounds are scalar subqueries (InitPlans), never joined CTE rows: only then
+    # does the planner use them as index conditions instead of filters.
     claim = f"""
-        WITH n AS (SELECT {NOW} AS ts),
+        WITH r AS MATERIALIZED (
+            SELECT random() * 1.25 - 0.25 AS at_frac,
+                   (floor(random() * 4294967296) - 2147483648)::int4 AS k
+        ),
         lo AS (
-            SELECT t.at FROM {t} t, n
-            WHERE t.queue = %(q)s AND t.at <= n.ts ORDER BY t.at LIMIT 1
+            SELECT at FROM {t}
+            WHERE queue = %(q)s AND at <= {NOW} ORDER BY at LIMIT 1
         ),
         pivot AS (
             SELECT coalesce((
-                SELECT t.at FROM {t} t, n
-                WHERE t.queue = %(q)s AND t.at >= lo.at + (n.ts - lo.at) * %(r)s::float8
-                  AND t.at <= n.ts
-                ORDER BY t.at LIMIT 1
-            ), lo.at) AS at
-            FROM lo
-        ),
-        pick AS (
+                SELECT at FROM {t}
+                WHERE queue = %(q)s
+                  AND at >= (SELECT at FROM lo)
+                            + ({NOW} - (SELECT at FROM lo)) * (SELECT at_frac FROM r)
+                  AND at <= {NOW}
+                ORDER BY at LIMIT 1
+            ), (SELECT at FROM lo)) AS at
+        )
+        UPDATE {t}
+        SET version = version + 1, claims = claims + 1, claimant = %(c)s,
+            at = {NOW} + %(ms)s * interval '1 millisecond', modified = {NOW},
+            rnd = (floor(random() * 4294967296) - 2147483648)::int4
+        WHERE id = (
             -- coalesce runs the wrap-around probe only when the first finds nothing.
             SELECT coalesce(
-                (SELECT t.id FROM {t} t, n, pivot
-                 WHERE t.queue = %(q)s AND (t.at, t.rnd) >= (pivot.at, %(k)s::int4)
-                   AND t.at <= n.ts
-                 ORDER BY t.at, t.rnd LIMIT 1 FOR UPDATE OF t SKIP LOCKED),
-                (SELECT t.id FROM {t} t, pivot
-                 WHERE t.queue = %(q)s AND (t.at, t.rnd) < (pivot.at, %(k)s::int4)
-                 ORDER BY t.at, t.rnd LIMIT 1 FOR UPDATE OF t SKIP LOCKED)
-            ) AS id
-            FROM pivot
+                (SELECT id FROM {t}
+                 WHERE queue = %(q)s
+                   AND (at, rnd) >= ((SELECT at FROM pivot), (SELECT k FROM r))
+                   AND at <= {NOW}
+                 ORDER BY at, rnd LIMIT 1 FOR UPDATE SKIP LOCKED),
+                (SELECT id FROM {t}
+                 WHERE queue = %(q)s
+                   AND (at, rnd) < ((SELECT at FROM pivot), (SELECT k FROM r))
+                 ORDER BY at, rnd LIMIT 1 FOR UPDATE SKIP LOCKED)
+            )
         )
-        UPDATE {t} t
-        SET version = t.version + 1, claims = t.claims + 1, claimant = %(c)s,
-            at = n.ts + %(d)s::interval, modified = n.ts, rnd = %(k2)s::int4
-        FROM pick, n
-        WHERE t.id = pick.id
-        RETURNING {_qualified(TASK_COLUMNS, "t")}
+        RETURNING {TASK_COLUMNS}
     """
     next_arrival = f"""
         SELECT extract(epoch FROM min(x.at) - clock_timestamp())::float8
@@ -161,7 +177,7 @@ def render(schema: str) -> Statements:
         ORDER BY queue
         LIMIT %(limit)s
     """
-    return Statements(
+    statements = Statements(
         claim=claim,
         next_arrival=next_arrival,
         lock_for_update=lock_for_update,
@@ -178,3 +194,4 @@ def render(schema: str) -> Statements:
         stats=stats,
         time="SELECT date_trunc('milliseconds', clock_timestamp())",
     )
+    return Statements(**{k: compact(v) for k, v in vars(statements).items()})
