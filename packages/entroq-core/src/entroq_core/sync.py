@@ -24,7 +24,9 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="entroq-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="entroq-loop", daemon=True
+        )
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -236,5 +238,3 @@ async def _aclose(stream: Any) -> None:
     aclose: Callable[[], Awaitable[None]] | None = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
