@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,8 +113,11 @@ class EntroQServer:
         port: int = DEFAULT_PORT,
         max_message_mb: float = DEFAULT_MAX_MESSAGE_MB,
         tls: TlsFiles | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> EntroQServer:
         """Serve ``backend`` on ``host:port`` until :meth:`stop`.
+
+        ``interceptors`` (for example authentication) wrap every RPC.
 
         Raises:
             InvalidArgument: a bad size limit, or the address cannot be bound.
@@ -122,6 +126,7 @@ class EntroQServer:
             raise InvalidArgument("max_message_mb", max_message_mb, "must be positive")
         max_bytes = int(max_message_mb * 1024 * 1024)
         server = grpc.aio.server(
+            interceptors=tuple(interceptors),
             options=[
                 ("grpc.max_receive_message_length", max_bytes + _ENVELOPE_BYTES),
                 ("grpc.max_send_message_length", -1),
