@@ -28,7 +28,7 @@ PROTO_DIR = ROOT / "proto"
 PROTO_FILE = "entroq.proto"
 OUT_DIR = ROOT / "packages" / "entroq-grpc" / "src" / "entroq_grpc" / "_proto"
 
-INIT_TEXT = '''"""Generated protobuf and gRPC code for proto/entroq.proto (scripts/gen_proto.py; do not edit)."""
+INIT_TEXT = '''"""Generated from proto/entroq.proto by scripts/gen_proto.py; do not edit."""
 '''
 
 # protoc writes a top-level import in the gRPC module; inside a package it must be relative.
@@ -55,7 +55,14 @@ def _reexec_in_private_env(argv: list[str]) -> int:
         print(f"creating {env_dir} with grpcio-tools=={GRPCIO_TOOLS_VERSION}", file=sys.stderr)
         venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", f"grpcio-tools=={GRPCIO_TOOLS_VERSION}"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"grpcio-tools=={GRPCIO_TOOLS_VERSION}",
+            ],
             check=True,
         )
     return subprocess.run([str(python), __file__, *argv], check=False).returncode
@@ -106,8 +113,12 @@ def main(argv: list[str]) -> int:
             old = path.read_text(encoding="utf-8") if path.exists() else ""
             if old != text:
                 diff = difflib.unified_diff(
-                    old.splitlines(), text.splitlines(), f"committed/{name}", f"fresh/{name}",
-                    lineterm="", n=1,
+                    old.splitlines(),
+                    text.splitlines(),
+                    f"committed/{name}",
+                    f"fresh/{name}",
+                    lineterm="",
+                    n=1,
                 )
                 stale.append("\n".join(list(diff)[:40]))
         if stale:

@@ -1,9 +1,9 @@
 """entroq-svc servers for tests and benchmarks: a real subprocess, or a thread in-process.
 
-    with svc_process("mem") as url:          # `entroq-svc --backend mem` on a free port
-        ...
-    with ServerThread("mem://") as server:   # same server code, own event loop thread
-        server.url, server.servicer ...
+with svc_process("mem") as url:          # `entroq-svc --backend mem` on a free port
+    ...
+with ServerThread("mem://") as server:   # same server code, own event loop thread
+    server.url, server.servicer ...
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ class SvcProcess:
             raise
 
 
-def start_svc(backend: str = "mem", extra: Sequence[str] = (), env: dict[str, str] | None = None) -> SvcProcess:
+def start_svc(
+    backend: str = "mem", extra: Sequence[str] = (), env: dict[str, str] | None = None
+) -> SvcProcess:
     """Start ``entroq-svc --backend BACKEND --port 0`` and wait for its listening line."""
     proc = subprocess.Popen(
         [*svc_command(), "--backend", backend, "--host", "127.0.0.1", "--port", "0", *extra],

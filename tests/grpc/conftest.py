@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
@@ -38,6 +38,12 @@ def channel(server: ServerThread) -> Iterator[grpc.Channel]:
 def stub(channel: grpc.Channel) -> entroq_pb2_grpc.EntroQStub:
     """The generated EntroQ stub."""
     return entroq_pb2_grpc.EntroQStub(channel)
+
+
+@pytest.fixture
+def still_serving() -> Callable[[grpc.Channel], None]:
+    """A check that the server still answers health checks and a normal Modify."""
+    return assert_serving
 
 
 def assert_serving(channel: grpc.Channel) -> None:

@@ -11,6 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from google.protobuf.any_pb2 import Any as AnyPB
+from google.protobuf.message import DecodeError, Message
+from google.rpc import code_pb2, status_pb2
+
 from entroq_core.errors import DependencyError, InvalidArgument
 from entroq_core.requests import (
     MAX_VALUE_BYTES,
@@ -21,9 +25,6 @@ from entroq_core.requests import (
 )
 from entroq_core.timeutil import from_ms, to_ms
 from entroq_core.types import ModifyResult, QueueStats, Task, TaskChange, TaskData, TaskID
-from google.protobuf.any_pb2 import Any as AnyPB
-from google.protobuf.message import DecodeError, Message
-from google.rpc import code_pb2, status_pb2
 
 from ._proto import entroq_pb2 as pb
 
@@ -336,8 +337,9 @@ def tasks_response(tasks: Iterable[pb.Task]) -> pb.TasksResponse:
     return pb.TasksResponse(tasks=tasks)
 
 
-def tasks_in(msg: pb.TasksResponse) -> list[Task]:
+def tasks_in(msg: Message) -> list[Task]:
     """Decode the tasks of one TasksResponse."""
+    assert isinstance(msg, pb.TasksResponse)
     return [task_from_pb(t) for t in msg.tasks]
 
 
@@ -428,10 +430,9 @@ def dependency_status(error: DependencyError) -> bytes:
     for name, action in _DEP_LISTS:
         for task_id in getattr(error, name):
             details.append(_pack(pb.ModifyDep(type=action, id=task_id_to_pb(task_id))))
-    status = status_pb2.Status(
-        code=code_pb2.NOT_FOUND, message=DEPENDENCY_MESSAGE, details=details
-    )
-    return status.SerializeToString()
+    status = status_pb2.Status(code=code_pb2.NOT_FOUND, message=DEPENDENCY_MESSAGE, details=details)
+    serialized: bytes = status.SerializeToString()
+    return serialized
 
 
 def dependency_from_status(raw: bytes, message: str = "") -> DependencyError | None:
@@ -470,4 +471,3 @@ def dependency_from_status(raw: bytes, message: str = "") -> DependencyError | N
     if not texts and message and message != DEPENDENCY_MESSAGE:
         texts.append(message)
     return DependencyError(message="; ".join(texts), **lists)
-

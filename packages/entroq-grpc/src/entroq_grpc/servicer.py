@@ -74,6 +74,11 @@ class EntroQServicer:
         """True once :meth:`drain` was called."""
         return self._draining
 
+    @property
+    def waiting_claims(self) -> int:
+        """How many Claim calls are waiting for a task right now."""
+        return len(self._waiting)
+
     def drain(self) -> int:
         """Refuse new Claims and end waiting ones with UNAVAILABLE; return how many were waiting.
 

@@ -89,9 +89,7 @@ def parser() -> argparse.ArgumentParser:
         help="seconds calls in flight get to finish at shutdown (default: 10)",
     )
     p.add_argument("--log-level", default="info", help="debug, info, warning or error")
-    p.add_argument(
-        "--list-backends", action="store_true", help="list installed backends and exit"
-    )
+    p.add_argument("--list-backends", action="store_true", help="list installed backends and exit")
     return p
 
 

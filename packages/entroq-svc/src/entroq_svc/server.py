@@ -131,7 +131,7 @@ class EntroQServer:
                 ("grpc.max_receive_message_length", max_bytes + _ENVELOPE_BYTES),
                 ("grpc.max_send_message_length", -1),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         servicer = EntroQServicer(backend, max_value_bytes=max_bytes)
         server.add_generic_rpc_handlers((servicer.handler(),))
@@ -157,7 +157,11 @@ class EntroQServer:
         bound_address = f"{address.rpartition(':')[0]}:{bound}"
         log.info(
             "serving",
-            extra={"address": bound_address, "tls": tls is not None, "max_message_mb": max_message_mb},
+            extra={
+                "address": bound_address,
+                "tls": tls is not None,
+                "max_message_mb": max_message_mb,
+            },
         )
         return cls(server, servicer, health_servicer, bound, bound_address)
 

@@ -1,1 +1,1 @@
-"""Generated protobuf and gRPC code for proto/entroq.proto (scripts/gen_proto.py; do not edit)."""
+"""Generated from proto/entroq.proto by scripts/gen_proto.py; do not edit."""
