@@ -14,12 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from entroq_core.backend import Backend
 from entroq_core.registry import connect
@@ -40,10 +41,22 @@ def svc_command() -> list[str]:
 class SvcProcess:
     """A running ``entroq-svc`` subprocess."""
 
-    def __init__(self, proc: subprocess.Popen[str], address: str) -> None:
+    def __init__(self, proc: subprocess.Popen[str], address: str, log: IO[str]) -> None:
         self.proc = proc
         self.address = address
         self.url = f"grpc://{address}"
+        self._log = log
+
+    def logs(self) -> str:
+        """Everything the server wrote to stderr so far (JSON lines)."""
+        self._log.seek(0)
+        return self._log.read()
+
+    def close(self) -> None:
+        """Release the pipes and the log file (after the process has ended)."""
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()
 
     def terminate(self, timeout: float = 60.0) -> int:
         """Send SIGTERM and return the exit status (kills it if it overstays ``timeout``)."""
@@ -55,16 +68,21 @@ class SvcProcess:
             self.proc.kill()
             self.proc.wait()
             raise
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
 
 def start_svc(
     backend: str = "mem", extra: Sequence[str] = (), env: dict[str, str] | None = None
 ) -> SvcProcess:
     """Start ``entroq-svc --backend BACKEND --port 0`` and wait for its listening line."""
+    # Logs go to a file, not a pipe nobody drains, so a chatty server never blocks.
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by SvcProcess.close
     proc = subprocess.Popen(
         [*svc_command(), "--backend", backend, "--host", "127.0.0.1", "--port", "0", *extra],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
         env={**os.environ, **(env or {})},
     )
@@ -74,11 +92,14 @@ def start_svc(
     reader.start()
     reader.join(STARTUP_SECONDS)
     line = line_box[0] if line_box else ""
+    svc = SvcProcess(proc, line.rsplit("listening on ", 1)[-1].strip(), log)
     if "listening on " not in line:
         proc.kill()
-        _, err = proc.communicate(timeout=10)
-        raise RuntimeError(f"entroq-svc did not start: {line!r}\n{err}")
-    return SvcProcess(proc, line.rsplit("listening on ", 1)[1].strip())
+        proc.wait()
+        logs = svc.logs()
+        svc.close()
+        raise RuntimeError(f"entroq-svc did not start: {line!r}\n{logs}")
+    return svc
 
 
 @contextmanager
@@ -89,6 +110,7 @@ def svc_process(backend: str = "mem", extra: Sequence[str] = ()) -> Iterator[str
         yield svc.url
     finally:
         svc.terminate()
+        svc.close()
 
 
 class ServerThread:

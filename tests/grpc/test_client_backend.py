@@ -47,9 +47,11 @@ def unique(name: str = "q") -> str:
 
 
 async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while not condition():
-            await asyncio.sleep(0.01)
+    """Poll a condition owned by the server's thread (no event to await across threads)."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)  # noqa: ASYNC110
 
 
 # --- every status back to the same exception ------------------------------------
@@ -59,7 +61,11 @@ TWO = TaskID("t2", 0, "q2")
 
 RAISED: dict[str, BaseException] = {
     "dependency": DependencyError(
-        inserts=[ONE], depends=[TWO], deletes=[TaskID("t3", 1)], changes=[], claims=[TaskID("t4", 2)],
+        inserts=[ONE],
+        depends=[TWO],
+        deletes=[TaskID("t3", 1)],
+        changes=[],
+        claims=[TaskID("t4", 2)],
         message="custom detail",
     ),
     "invalid": InvalidArgument("queues", "bad\x01", "is not allowed here"),
@@ -220,7 +226,9 @@ class CountingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         if details.method == "/proto.EntroQ/Claim":

@@ -38,14 +38,20 @@ def test_task_round_trip_keeps_every_field() -> None:
         attempt=2,
         err="boom",
     )
-    assert convert.task_from_pb(pb.Task.FromString(convert.task_to_pb(task).SerializeToString())) == task
+    assert (
+        convert.task_from_pb(pb.Task.FromString(convert.task_to_pb(task).SerializeToString()))
+        == task
+    )
 
 
 def test_modify_request_round_trip() -> None:
     at = utcnow() + timedelta(minutes=1)
     request = ModifyRequest(
         claimant="me",
-        inserts=(TaskData(queue="a", at=at, value=b"1", id="new", attempt=1, err="e"), TaskData("b")),
+        inserts=(
+            TaskData(queue="a", at=at, value=b"1", id="new", attempt=1, err="e"),
+            TaskData("b"),
+        ),
         changes=(TaskChange(TaskID("x", 2, "a"), TaskData(queue="c", value=b"2")),),
         deletes=(TaskID("y", 0),),
         depends=(TaskID("z", 5, "d"),),
@@ -168,7 +174,12 @@ def test_field_numbers_are_the_classic_ones() -> None:
         "name": 1, "num_tasks": 2, "num_claimed": 3, "num_available": 4, "max_claims": 5,
         "num_future": 6,
     }  # fmt: skip
-    assert numbers(pb.ClaimRequest) == {"claimant_id": 1, "queues": 2, "duration_ms": 3, "poll_ms": 4}
+    assert numbers(pb.ClaimRequest) == {
+        "claimant_id": 1,
+        "queues": 2,
+        "duration_ms": 3,
+        "poll_ms": 4,
+    }
     assert numbers(pb.ModifyRequest) == {
         "claimant_id": 1, "inserts": 2, "changes": 3, "deletes": 4, "depends": 5,
     }  # fmt: skip
