@@ -51,7 +51,7 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
     deadline = asyncio.get_running_loop().time() + WAIT
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
 
 
 # --- every status back to the same exception ------------------------------------
