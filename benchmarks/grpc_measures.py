@@ -8,7 +8,6 @@ it claims N times, printing ``waiting`` before each claim and the monotonic cloc
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 import time
 import uuid
@@ -35,28 +34,30 @@ async def rpc_latency_ms(url: str, samples: int = 2000) -> tuple[float, float]:
 async def cross_process_wake_ms(url: str, samples: int = 50) -> tuple[float, float]:
     """p50 and p99 from an insert's commit here to a Claim returning in another process."""
     queue = measures.fresh_queue("wake2")
-    waiter = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.grpc_measures", url, queue, str(samples)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        text=True,
+    waiter = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.grpc_measures",
+        url,
+        queue,
+        str(samples),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
     )
     assert waiter.stdout is not None
-    loop = asyncio.get_running_loop()
     timings = []
     async with await AsyncEntroQ.open(url) as producer:
         try:
             for _ in range(samples):
-                line = await loop.run_in_executor(None, waiter.stdout.readline)
-                assert line.strip() == "waiting", line
+                line = await waiter.stdout.readline()
+                assert line.strip() == b"waiting", line
                 await asyncio.sleep(0.05)  # let the claim reach the server and park
                 started = time.monotonic()
                 await producer.modify(Modification().insert(queue))
-                returned = float(await loop.run_in_executor(None, waiter.stdout.readline))
+                returned = float(await waiter.stdout.readline())
                 timings.append((returned - started) * 1000)
         finally:
-            waiter.stdout.close()
-            if waiter.wait(60) != 0:
+            if await waiter.wait() != 0:
                 raise RuntimeError("the waiter process failed")
     return percentile(timings, 50), percentile(timings, 99)
 
