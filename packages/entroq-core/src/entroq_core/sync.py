@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
@@ -15,6 +16,7 @@ from .client import DEFAULT_LEASE_SECONDS, AsyncEntroQ, duration_ms
 from .lease import RenewedLease
 from .modification import Modification
 from .types import ModifyResult, QueueStats, Task, TaskChange, TaskData, TaskID
+from .worker import Handler, Worker, WorkerOptions
 
 T = TypeVar("T")
 
@@ -157,6 +159,35 @@ class EntroQ:
         if held.lost is not None:
             raise held.lost
         return held.task, result
+
+    def work(
+        self,
+        queues: str | Iterable[str],
+        handler: Handler,
+        options: WorkerOptions | None = None,
+        *,
+        handle_signals: bool = True,
+        **option_values: Any,
+    ) -> Worker:
+        """Run a :class:`Worker` on this client until SIGTERM/SIGINT (or ``worker.stop()``).
+
+        Blocks; returns the stopped worker. Sync handlers run in threads.
+        """
+        worker = Worker(self._client, queues, handler, options, **option_values)
+        previous: dict[signal.Signals, Any] = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+
+            def on_signal(signum: int, frame: object) -> None:
+                self._thread.loop.call_soon_threadsafe(worker.stop)
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, on_signal)
+        try:
+            self._thread.run(worker.run())
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+        return worker
 
     def tasks(
         self,
