@@ -201,3 +201,10 @@ def test_committed_generated_code_is_fresh() -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_versions_beyond_the_wire_int32_are_invalid_arguments() -> None:
+    request = ModifyRequest(claimant="c", depends=(TaskID("t", 2**31),))
+    with pytest.raises(InvalidArgument) as info:
+        convert.modify_to_pb(request)
+    assert info.value.field == "depends[0].version"

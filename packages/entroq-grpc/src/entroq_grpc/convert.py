@@ -226,8 +226,28 @@ def claim_from_pb(msg: pb.ClaimRequest) -> tuple[ClaimRequest, float | None]:
     return request, (msg.poll_ms / 1000.0 if msg.poll_ms else None)
 
 
+MAX_WIRE_VERSION = 2**31 - 1
+"""Versions are int32 on the classic wire."""
+
+
+def _check_wire_versions(request: ModifyRequest) -> None:
+    named = (
+        [(f"changes[{i}].old.version", c.old.version) for i, c in enumerate(request.changes)]
+        + [(f"deletes[{i}].version", d.version) for i, d in enumerate(request.deletes)]
+        + [(f"depends[{i}].version", d.version) for i, d in enumerate(request.depends)]
+    )
+    for field, version in named:
+        if version > MAX_WIRE_VERSION:
+            raise InvalidArgument(field, version, f"exceeds the wire limit of {MAX_WIRE_VERSION}")
+
+
 def modify_to_pb(request: ModifyRequest) -> pb.ModifyRequest:
-    """Encode a modification."""
+    """Encode a modification.
+
+    Raises:
+        InvalidArgument: a version does not fit the wire's int32.
+    """
+    _check_wire_versions(request)
     return pb.ModifyRequest(
         claimant_id=request.claimant,
         inserts=[data_to_pb(d) for d in request.inserts],
