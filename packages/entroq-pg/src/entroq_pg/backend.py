@@ -37,9 +37,10 @@ from .errors import (
     translate,
     translate_connect,
 )
-from .listener import Listener, channel_name, payload
+from .listener import Listener, channel_name
 from .modify_sql import Shape
 from .modify_sql import build as build_modify
+from .notifier import Notifier
 from .schema import check_current, current_version, migrate
 from .statements import Statements, render
 
@@ -112,6 +113,7 @@ class PgBackend:
         self._wakeups = QueueWakeups()
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: Listener | None = None
+        self._notifier: Notifier | None = None
         self._probe: asyncio.Task[None] | None = None
         self._probe_result: asyncio.Event | None = None
         self._down_reason = ""
@@ -159,6 +161,8 @@ class PgBackend:
             await self._pool.close()
             raise translate(exc, f"connecting to {config.display}") from None
         if config.notify:
+            self._notifier = Notifier(config.conninfo, self._channel, self._token)
+            self._notifier.start()
             self._listener = Listener(
                 config.conninfo, self._channel, self._token, self._wakeups, {}
             )
@@ -173,6 +177,8 @@ class PgBackend:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._probe
+        if self._notifier is not None:
+            await self._notifier.aclose()
         if self._listener is not None:
             await self._listener.aclose()
         if self._pool is not None:
@@ -328,6 +334,8 @@ class PgBackend:
             result = await self._call("modify", checked, replay_safe=False)
         for queue, count in ready.items():
             self._wakeups.notify(queue, count)
+        if ready and self._notifier is not None:
+            self._notifier.send(ready)
         return result
 
     async def _modify_fast(
@@ -349,7 +357,6 @@ class PgBackend:
             changes=bool(req.changes),
             hard_inserts=bool(hard),
             soft_inserts=bool(soft),
-            notifies=self._config.notify and bool(p.inserts or req.changes),
         )
         params: dict[str, Any] = {"c": req.claimant}
         if shape.mutates:
@@ -373,11 +380,6 @@ class PgBackend:
         if soft:
             params["soft_ids"] = [d.id for d in soft]
             params.update(_columns(soft, "soft_"))
-        if shape.notifies:
-            params["ready_queues"] = [d.queue for d in p.inserts] + [n.queue for n in news]
-            params["ready_ats"] = [d.at for d in p.inserts] + [n.at for n in news]
-            params["chan"] = self._channel
-            params["token"] = self._token
         statement = build_modify(self._config.schema, shape)
         try:
             cur = await _cursor(conn).execute(statement, params)
@@ -532,14 +534,6 @@ class PgBackend:
                 inserted.append(row_to_task(row))
                 if row[11]:
                     ready[row[0]] = ready.get(row[0], 0) + 1
-        if ready and self._config.notify:
-            await cur.execute(
-                sql.notify,
-                {
-                    "chan": self._channel,
-                    "payloads": [payload(self._token, n, q) for q, n in ready.items()],
-                },
-            )
         return ModifyResult(inserted=tuple(inserted), changed=tuple(changed))
 
     async def _raced_inserts(

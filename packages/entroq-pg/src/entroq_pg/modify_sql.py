@@ -37,7 +37,6 @@ class Shape:
     changes: bool
     hard_inserts: bool  # inserts that must not collide
     soft_inserts: bool  # skip_colliding inserts with explicit ids
-    notifies: bool  # something may become available and NOTIFY is on
 
 
 def _data_unnest(prefix: str) -> str:
@@ -109,15 +108,6 @@ def build(schema: str, shape: Shape) -> str:
             f" FROM {_data_unnest('soft_')} WHERE {passed}"
             " ON CONFLICT (id) DO NOTHING RETURNING id)"
         )
-    if shape.notifies:
-        # At most one NOTIFY per queue; sent at commit only, so never for a failure.
-        ctes.append(
-            "ready AS (SELECT x.queue, count(*) AS n"
-            " FROM unnest(%(ready_queues)b::text[], %(ready_ats)b::timestamptz[])"
-            "   AS x(queue, at)"
-            f" WHERE (x.at IS NULL OR x.at <= {NOW}) AND {passed}"
-            " GROUP BY x.queue)"
-        )
     outputs = [passed, NOW]
     outputs.append("(SELECT array_agg(id) FROM soft)" if shape.soft_inserts else "NULL::text[]")
     if shape.changes:
@@ -128,8 +118,4 @@ def build(schema: str, shape: Shape) -> str:
         ]
     else:
         outputs += ["NULL::text[]", "NULL::timestamptz[]", "NULL::int8[]"]
-    if shape.notifies:
-        outputs.append(
-            "(SELECT count(pg_notify(%(chan)s, %(token)s || '|' || n || '|' || queue)) FROM ready)"
-        )
     return compact(f"WITH {', '.join(ctes)} SELECT {', '.join(outputs)}")

@@ -48,7 +48,6 @@ class Statements:
     delete: str
     change: str
     insert: str
-    notify: str
     tasks_by_queue: str
     tasks_by_queue_no_value: str
     tasks_by_ids: str
@@ -152,7 +151,6 @@ def render(schema: str) -> Statements:
         ON CONFLICT (id) DO NOTHING
         RETURNING {TASK_COLUMNS}, at <= {NOW}
     """
-    notify = "SELECT pg_notify(%(chan)s, p) FROM unnest(%(payloads)s::text[]) AS p"
     claimant_filter = f"AND (%(claimant)s::text IS NULL OR claimant = %(claimant)s OR at <= {NOW})"
     by_queue = f"SELECT {{cols}} FROM {t} WHERE queue = %(q)s {claimant_filter} LIMIT %(limit)s"
     by_ids = f"""
@@ -186,7 +184,6 @@ def render(schema: str) -> Statements:
         delete=delete,
         change=change,
         insert=insert,
-        notify=notify,
         tasks_by_queue=by_queue.format(cols=TASK_COLUMNS),
         tasks_by_queue_no_value=by_queue.format(cols=TASK_COLUMNS_NO_VALUE),
         tasks_by_ids=by_ids.format(cols=TASK_COLUMNS),
