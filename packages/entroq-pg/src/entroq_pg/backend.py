@@ -48,6 +48,7 @@ log = logging.getLogger("entroq_pg")
 
 T = TypeVar("T")
 ZERO = timedelta(0)
+_NOT_SIMPLE = object()
 Conn = psycopg.AsyncConnection[Any]
 Row = Sequence[Any]
 
@@ -343,6 +344,9 @@ class PgBackend:
     ) -> ModifyResult | None:
         """Check and apply in one statement; None if some check failed (nothing applied)."""
         req = p.request
+        simple = await self._modify_simple(conn, p, ready)
+        if simple is not _NOT_SIMPLE:
+            return simple  # type: ignore[return-value]
         soft = [d for i, d in enumerate(p.inserts) if p.explicit[i] and d.skip_colliding]
         hard = [d for i, d in enumerate(p.inserts) if not (p.explicit[i] and d.skip_colliding)]
         check_ids = [
@@ -431,6 +435,86 @@ class PgBackend:
                 if at <= now:
                     ready[n.queue] = ready.get(n.queue, 0) + 1
         return ModifyResult(inserted=tuple(inserted), changed=tuple(changed))
+
+    async def _modify_simple(
+        self, conn: Conn, p: _Prepared, ready: dict[str, int]
+    ) -> ModifyResult | object | None:
+        """One delete, one change, or only plain inserts: the commonest shapes, in the
+        simplest statement each. Returns None if a check failed (nothing applied), or
+        _NOT_SIMPLE for other shapes."""
+        req = p.request
+        sql = self._sql
+        cur = _cursor(conn)
+        if req.depends or (req.inserts and (req.deletes or req.changes)):
+            return _NOT_SIMPLE
+        if req.deletes and not req.changes and len(req.deletes) == 1:
+            gone = req.deletes[0]
+            await cur.execute(sql.delete_one, {"id": gone.id, "v": gone.version, "c": req.claimant})
+            return ModifyResult() if await cur.fetchone() else None
+        if req.changes and not req.deletes and len(req.changes) == 1:
+            c = req.changes[0]
+            n = c.new
+            await cur.execute(
+                sql.change_one,
+                {
+                    "id": c.old.id,
+                    "v": c.old.version,
+                    "c": req.claimant,
+                    "queue": n.queue,
+                    "at": n.at,
+                    "value": n.value,
+                    "attempt": n.attempt,
+                    "err": n.err,
+                },
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            now = _utc(row[0])
+            at = n.at or now
+            task = Task(
+                n.queue,
+                c.old.id,
+                c.old.version + 1,
+                at,
+                req.claimant,
+                n.value,
+                _utc(row[1]),
+                now,
+                row[2],
+                n.attempt,
+                n.err,
+            )
+            if at <= now:
+                ready[n.queue] = 1
+            return ModifyResult(changed=(task,))
+        if req.inserts and not (req.deletes or req.changes):
+            if any(p.explicit[i] and d.skip_colliding for i, d in enumerate(p.inserts)):
+                return _NOT_SIMPLE
+            try:
+                await cur.execute(
+                    sql.insert_many,
+                    {
+                        "c": req.claimant,
+                        "hard_ids": [d.id for d in p.inserts],
+                        **_columns(p.inserts, "hard_"),
+                    },
+                )
+            except psycopg.errors.UniqueViolation:
+                return None
+            row = await cur.fetchone()
+            assert row is not None
+            now = _utc(row[0])
+            inserted = []
+            for d in p.inserts:
+                at = d.at or now
+                inserted.append(
+                    Task(d.queue, d.id, 0, at, req.claimant, d.value, now, now, 0, d.attempt, d.err)
+                )
+                if at <= now:
+                    ready[d.queue] = ready.get(d.queue, 0) + 1
+            return ModifyResult(inserted=tuple(inserted))
+        return _NOT_SIMPLE
 
     async def _modify_in(self, conn: Conn, p: _Prepared, ready: dict[str, int]) -> ModifyResult:
         sql = self._sql

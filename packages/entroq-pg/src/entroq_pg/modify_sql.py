@@ -48,6 +48,40 @@ def _data_unnest(prefix: str) -> str:
     )
 
 
+def single_delete(schema: str) -> str:
+    """Delete one task if its version matches and nobody else holds it (0 rows: failed)."""
+    t = f"{quote_ident(schema)}.tasks"
+    return compact(
+        f"DELETE FROM {t} WHERE id = %(id)s AND version = %(v)s"
+        f" AND (claimant = %(c)s OR at <= {NOW}) RETURNING {NOW}"
+    )
+
+
+def single_change(schema: str) -> str:
+    """Change one task under the same conditions; returns what the result needs."""
+    t = f"{quote_ident(schema)}.tasks"
+    return compact(
+        f"UPDATE {t} SET queue = %(queue)s, at = coalesce(%(at)s, {NOW}), value = %(value)s,"
+        f" attempt = %(attempt)s, err = %(err)s, version = version + 1, claimant = %(c)s,"
+        f" modified = {NOW}, rnd = {_RND}"
+        f" WHERE id = %(id)s AND version = %(v)s AND (claimant = %(c)s OR at <= {NOW})"
+        f" RETURNING {NOW}, created, claims"
+    )
+
+
+def inserts_only(schema: str) -> str:
+    """Insert tasks that may not collide; a collision fails the whole statement."""
+    t = f"{quote_ident(schema)}.tasks"
+    values = (
+        f"i.id, i.queue, 0, coalesce(i.at, {NOW}), {_RND}, 0, i.attempt,"
+        f" {NOW}, {NOW}, %(c)s, i.err, i.value"
+    )
+    return compact(
+        f"WITH ins AS (INSERT INTO {t} {_COLS} SELECT {values} FROM {_data_unnest('hard_')})"
+        f" SELECT {NOW}"
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def build(schema: str, shape: Shape) -> str:
     """Render the statement for one shape; cached, so each string is built once."""

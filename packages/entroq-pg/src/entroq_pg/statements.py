@@ -41,6 +41,9 @@ class Statements:
     """Every statement, with the schema name baked in."""
 
     claim: str
+    delete_one: str
+    change_one: str
+    insert_many: str
     next_arrival: str
     lock_for_update: str
     lock_for_share: str
@@ -58,6 +61,8 @@ class Statements:
 
 def render(schema: str) -> Statements:
     """Render the statements for tables in ``schema``."""
+    from . import modify_sql  # it builds on this module
+
     t = f"{quote_ident(schema)}.tasks"
     # Random choice in O(log n): pick a random instant in [lo - (now-lo)/4, now]
     # (lo = oldest available arrival), move to the first arrival at or after it
@@ -177,6 +182,9 @@ def render(schema: str) -> Statements:
     """
     statements = Statements(
         claim=claim,
+        delete_one=modify_sql.single_delete(schema),
+        change_one=modify_sql.single_change(schema),
+        insert_many=modify_sql.inserts_only(schema),
         next_arrival=next_arrival,
         lock_for_update=lock_for_update,
         lock_for_share=lock_for_share,
