@@ -91,3 +91,25 @@ def test_calls_after_close_are_unavailable(pg_url: str) -> None:
             await backend.time()
 
     asyncio.run(run())
+
+
+def test_bare_scheme_uses_pg_environment_variables(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(pg_url)
+    monkeypatch.setenv("PGHOST", parts.hostname or "")
+    monkeypatch.setenv("PGPORT", str(parts.port))
+    monkeypatch.setenv("PGUSER", parts.username or "")
+    monkeypatch.setenv("PGPASSWORD", parts.password or "")
+    monkeypatch.setenv("PGDATABASE", parts.path.lstrip("/"))
+
+    async def run() -> None:
+        backend = await connect("pg://")
+        try:
+            assert (await backend.time()).tzinfo is not None
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())

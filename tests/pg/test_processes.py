@@ -125,3 +125,24 @@ def test_listener_reconnects_and_still_wakes_waiters(pg_url: str) -> None:
             await writer.aclose()
 
     asyncio.run(run())
+
+
+def test_notify_off_still_wakes_waiters_of_the_same_handle(pg_url: str) -> None:
+    queue = _queue("quiet")
+
+    async def run() -> None:
+        backend = await entroq_pg.open_backend(pg_url, notify=False)
+        eq = AsyncEntroQ(backend)
+        try:
+            assert not backend.listening
+            waiting = asyncio.create_task(eq.claim(queue, 30, poll=600))
+            async with asyncio.timeout(30):
+                while not backend.wakeups.has_waiters(queue):
+                    await asyncio.sleep(0.01)
+            await eq.modify(Modification().insert(queue, b"local"))
+            async with asyncio.timeout(30):
+                assert (await waiting).value == b"local"
+        finally:
+            await eq.aclose()
+
+    asyncio.run(run())

@@ -81,7 +81,8 @@ def parse_url(url: str, **options: Any) -> PgConfig:
         ours[key] = value
     if not any(k == "connect_timeout" for k, _ in libpq):
         libpq.append(("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT)))
-    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(libpq), ""))
+    # Built by hand: urlunsplit drops the "//" when the host part is empty (pg://).
+    conninfo = f"postgresql://{parts.netloc}{parts.path}?{urlencode(libpq)}"
     try:
         # libpq's own parser: catches bad ports, unknown parameters, bad escapes.
         psycopg.conninfo.conninfo_to_dict(conninfo)
