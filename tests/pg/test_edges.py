@@ -193,3 +193,27 @@ def test_sync_facade_runs_pg_on_its_own_loop_thread(pg_url: str) -> None:
         assert task is not None and task.value == b"sync"
         eq.modify(Modification().delete(task))
         assert eq.tasks(queue) == []
+
+
+def test_big_batch_with_one_colliding_id_inserts_nothing(pg_url: str) -> None:
+    queue = _q("batch")
+
+    async def run() -> None:
+        (eq,) = await _clients(pg_url, 1)
+        try:
+            first = await eq.modify(Modification().insert(queue, b"old", id=f"{queue}-x"))
+            old = first.inserted[0]
+            batch = [TaskData(queue, value=str(i).encode()) for i in range(150)]
+            batch.append(TaskData(queue, id=old.id, value=b"again"))
+            with pytest.raises(DependencyError) as info:
+                await eq.modify(Modification(inserts=batch))
+            assert info.value.inserts == (old.as_id(),)
+            assert await eq.tasks(queue) == [old]
+            batch[-1] = TaskData(queue, id=old.id, value=b"again", skip_colliding=True)
+            done = await eq.modify(Modification(inserts=batch))
+            assert len(done.inserted) == 150
+            assert len(await eq.tasks(queue)) == 151
+        finally:
+            await eq.aclose()
+
+    asyncio.run(run())

@@ -44,6 +44,7 @@ class Statements:
     delete_one: str
     change_one: str
     insert_many: str
+    copy_in: str
     next_arrival: str
     lock_for_update: str
     lock_for_share: str
@@ -185,6 +186,10 @@ def render(schema: str) -> Statements:
         delete_one=modify_sql.single_delete(schema),
         change_one=modify_sql.single_change(schema),
         insert_many=modify_sql.inserts_only(schema),
+        copy_in=(
+            f"COPY {t} (id, queue, version, at, rnd, claims, attempt, created, modified,"
+            " claimant, err, value) FROM STDIN (FORMAT BINARY)"
+        ),
         next_arrival=next_arrival,
         lock_for_update=lock_for_update,
         lock_for_share=lock_for_share,
