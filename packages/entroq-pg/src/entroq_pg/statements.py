@@ -73,8 +73,9 @@ def render(schema: str) -> Statements:
     # one arrival (a batch insert) is chosen with the probability of the time
     # gap before it, and its members with the random rnd gaps between them.
     # The oldest group has no gap before it, so the instant starts a quarter
-    # window early: it gets at least a fifth of the picks and nothing starves. Every probe is an index range scan on (queue, at, rnd)
-    # bounded by at <= now, so leased and future tasks are never visited.
+    # window early: it gets at least a fifth of the picks and nothing starves.
+    # Every probe is an index range scan on (queue, at, rnd) bounded by
+    # at <= now, so leased and future tasks are never visited.
     # Bounds are scalar subqueries (InitPlans), never joined CTE rows: only then
     # does the planner use them as index conditions instead of filters.
     claim = f"""
