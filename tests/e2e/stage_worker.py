@@ -32,9 +32,7 @@ async def main(url: str, prefix: str, hang: bool) -> None:
                 .insert(prefix + "ledger", f"{task.id}|{stage}")
             )
 
-        worker = Worker(
-            eq, [prefix + s for s in NEXT], handle, concurrency=4, lease=1.0, poll=0.5
-        )
+        worker = Worker(eq, [prefix + s for s in NEXT], handle, concurrency=4, lease=1.0, poll=0.5)
         worker.install_signal_handlers()
         await worker.run()
 
