@@ -25,6 +25,33 @@ async def _grpc() -> AsyncIterator[str]:
         yield url
 
 
+@asynccontextmanager
+async def _pg() -> AsyncIterator[str]:
+    # A throwaway PostgreSQL 15 with default settings, started like the test fixtures.
+    from scripts.servers.postgres import running
+
+    with running() as server:
+        yield "pg://" + server.url.split("://", 1)[1] + "?pool_max=4"
+
+
+@asynccontextmanager
+async def _pg_svc() -> AsyncIterator[str]:
+    # `entroq-svc --backend <that PostgreSQL>`, as users deploy it.
+    from scripts.servers.entroq_svc import svc_process
+    from scripts.servers.postgres import running
+
+    with running() as server:
+        backend = "pg://" + server.url.split("://", 1)[1] + "?pool_max=32"
+        with svc_process(backend) as url:
+            yield url
+
+
+def _pg_target() -> Target:
+    from .pg_measures import pg_extras
+
+    return Target("pg", _pg, workers=(1, 8, 32), batches=(1, 100, 1000), extras=[pg_extras])
+
+
 # Extra, backend-specific measurements: (label, url, runs) -> records.
 ExtraMeasure = Callable[[str, str, int], Awaitable[list[Record]]]
 
@@ -58,6 +85,8 @@ def _grpc_target() -> Target:
 TARGETS: dict[str, Target] = {
     "mem": Target("mem", _mem, rss=True),
     "grpc": _grpc_target(),
+    "pg": _pg_target(),
+    "pg-svc": Target("pg-svc", _pg_svc, workers=(1, 8, 32), depths=(1_000, 100_000)),
 }
 
 

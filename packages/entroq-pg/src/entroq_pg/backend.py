@@ -1,0 +1,904 @@
+"""The PostgreSQL backend, ``pg://`` and ``postgresql://``, over psycopg 3's async pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from entroq_core.claiming import claim_until_found
+from entroq_core.errors import (
+    BackendUnavailable,
+    DependencyError,
+    EntroQError,
+    InvalidArgument,
+    RetryableConflict,
+)
+from entroq_core.ids import new_task_id
+from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest, TasksRequest
+from entroq_core.timeutil import utcnow
+from entroq_core.types import ModifyResult, QueueStats, Task, TaskData, TaskID
+from entroq_core.wakeups import QueueWakeups
+
+from .config import PgConfig, parse_url
+from .errors import (
+    is_connection_error,
+    is_retryable,
+    server_never_ran_it,
+    translate,
+    translate_connect,
+)
+from .listener import Listener, channel_name
+from .modify_sql import Shape
+from .modify_sql import build as build_modify
+from .notifier import Notifier
+from .schema import check_current, current_version, migrate
+from .statements import Statements, render
+
+log = logging.getLogger("entroq_pg")
+
+T = TypeVar("T")
+ZERO = timedelta(0)
+_NOT_SIMPLE = object()
+# Batches of plain inserts at least this big go through COPY.
+COPY_THRESHOLD = 64
+COPY_TYPES = [
+    "text",
+    "text",
+    "int8",
+    "timestamptz",
+    "int4",
+    "int8",
+    "int4",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "text",
+    "bytea",
+]
+NOW_QUERY = "SELECT date_trunc('milliseconds', now())"
+Conn = psycopg.AsyncConnection[Any]
+Row = Sequence[Any]
+
+# While the LISTEN connection is down, waiting claims re-check this often.
+FALLBACK_POLL_SECONDS = 1.0
+# Larger listings come through a server-side cursor in pages of this size.
+PAGE_SIZE = 1000
+# Python cannot represent later instants; a lease ending after this is refused.
+LATEST_LEASE_END = datetime(9999, 12, 1, tzinfo=UTC)
+
+
+def _utc(when: datetime) -> datetime:
+    if when.tzinfo is UTC:
+        return when
+    if when.utcoffset() == ZERO:
+        return when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)
+
+
+def row_to_task(row: Row) -> Task:
+    """Build a Task from a row in ``statements.TASK_COLUMNS`` order."""
+    return Task(
+        queue=row[0],
+        id=row[1],
+        version=row[2],
+        at=_utc(row[3]),
+        claimant=row[4],
+        value=bytes(row[5]),
+        created=_utc(row[6]),
+        modified=_utc(row[7]),
+        claims=row[8],
+        attempt=row[9],
+        err=row[10],
+    )
+
+
+# One reusable binary cursor per pooled connection: creating a cursor per call
+# costs about a third of a trivial statement's client time.
+_cursors: weakref.WeakKeyDictionary[Conn, psycopg.AsyncCursor[Any]] = weakref.WeakKeyDictionary()
+
+
+def _cursor(conn: Conn) -> psycopg.AsyncCursor[Any]:
+    cur = _cursors.get(conn)
+    if cur is None or cur.closed:
+        cur = _cursors[conn] = conn.cursor(binary=True)
+    return cur
+
+
+async def _configure(conn: Conn) -> None:
+    # Times come back as UTC; nothing depends on it but it saves conversions.
+    await conn.execute("SET TIME ZONE 'UTC'")
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+
+
+class PgBackend:
+    """Tasks in PostgreSQL; every decision on the database clock."""
+
+    def __init__(self, config: PgConfig) -> None:
+        self._config = config
+        self._sql: Statements = render(config.schema)
+        self._channel = channel_name(config.schema)
+        self._token = uuid.uuid4().hex[:12]
+        self._wakeups = QueueWakeups()
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._listener: Listener | None = None
+        self._notifier: Notifier | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._probe_result: asyncio.Event | None = None
+        self._down_reason = ""
+        self._closed = False
+
+    # --- lifecycle -------------------------------------------------------
+
+    @property
+    def config(self) -> PgConfig:
+        """The settings this backend was opened with."""
+        return self._config
+
+    @property
+    def wakeups(self) -> QueueWakeups:
+        """The local registry of waiting claims (fed by this process and by NOTIFY)."""
+        return self._wakeups
+
+    @property
+    def listening(self) -> bool:
+        """True while cross-process notifications are being received."""
+        return self._listener is not None and self._listener.listening
+
+    def _new_pool(self) -> AsyncConnectionPool[Conn]:
+        return AsyncConnectionPool(
+            self._config.conninfo,
+            kwargs={"autocommit": True},
+            min_size=self._config.pool_min,
+            max_size=self._config.pool_max,
+            timeout=self._config.pool_timeout,
+            # Give up reconnecting quickly: our own probe notices the server
+            # coming back and replaces the whole pool then.
+            reconnect_timeout=2.0,
+            configure=_configure,
+            open=False,
+            name=f"entroq-pg-{self._token}",
+        )
+
+    async def _open(self) -> None:
+        config = self._config
+        await _prepare_schema(config)
+        self._pool = self._new_pool()
+        try:
+            await self._pool.open(wait=True, timeout=config.pool_timeout)
+        except Exception as exc:
+            await self._pool.close()
+            raise translate(exc, f"connecting to {config.display}") from None
+        if config.notify:
+            self._notifier = Notifier(config.conninfo, self._channel, self._token)
+            self._notifier.start()
+            self._listener = Listener(
+                config.conninfo, self._channel, self._token, self._wakeups, {}
+            )
+            await self._listener.start(wait=config.pool_timeout)
+
+    async def aclose(self) -> None:
+        """Close the pool and the listener; waiting claims stop waking."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._probe
+        if self._notifier is not None:
+            await self._notifier.aclose()
+        if self._listener is not None:
+            await self._listener.aclose()
+        if self._pool is not None:
+            await self._pool.close()
+        self._wakeups.notify_all()
+
+    # --- connection handling ---------------------------------------------
+
+    async def _call(
+        self, where: str, fn: Callable[[Conn], Awaitable[T]], *, replay_safe: bool
+    ) -> T:
+        """Run ``fn`` on a pooled connection, mapping and retrying errors.
+
+        Transient conflicts are retried with jittered backoff. A broken
+        connection is retried once on a fresh pool when running ``fn`` again
+        cannot apply anything twice.
+        """
+        if self._closed or self._pool is None:
+            raise BackendUnavailable(f"{where}: the pg backend is closed")
+        conflicts = 0
+        reconnected = False
+        while True:
+            if self._down_reason:
+                raise BackendUnavailable(f"{where}: {self._down_reason}")
+            pool = self._pool
+            try:
+                async with pool.connection() as conn:
+                    return await fn(conn)
+            except EntroQError:
+                raise
+            except Exception as exc:
+                if is_retryable(exc):
+                    if conflicts >= self._config.max_retries:
+                        raise RetryableConflict(
+                            f"{where}: still conflicting after {conflicts} retries: {exc}"
+                        ) from None
+                    await asyncio.sleep(0.005 * (2 ** min(conflicts, 7)) * random.random())
+                    conflicts += 1
+                    continue
+                if is_connection_error(exc) and not self._closed:
+                    up = await self._connection_lost(pool)
+                    if up and not reconnected and (replay_safe or server_never_ran_it(exc)):
+                        reconnected = True
+                        continue
+                raise translate(exc, where) from None
+
+    async def _connection_lost(self, pool: AsyncConnectionPool[Conn]) -> bool:
+        """Start (or join) the probe after a connection failure; True if the server is up."""
+        if self._probe is None or self._probe.done():
+            if self._pool is not pool:
+                return True  # someone already replaced the broken pool
+            self._probe_result = asyncio.Event()
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_up())
+        assert self._probe_result is not None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._config.pool_timeout):
+                await self._probe_result.wait()
+        return not self._down_reason
+
+    async def _probe_until_up(self) -> None:
+        """Connect directly until the server answers, then swap in a fresh pool."""
+        delay = 0.05
+        while not self._closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._config.conninfo)
+                await conn.close()
+            except Exception as exc:
+                self._down_reason = (
+                    f"PostgreSQL at {self._config.display} is unreachable: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+                )
+                if self._probe_result is not None:
+                    self._probe_result.set()
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+                continue
+            old, self._pool = self._pool, self._new_pool()
+            await self._pool.open(wait=False)
+            self._down_reason = ""
+            if self._probe_result is not None:
+                self._probe_result.set()
+            if old is not None:
+                # Connections still in use return to the closed pool and are closed.
+                await old.close(timeout=0)
+            log.info("entroq-pg: PostgreSQL at %s is reachable again", self._config.display)
+            return
+
+    # --- claiming --------------------------------------------------------
+
+    async def try_claim(self, request: ClaimRequest) -> Task | None:
+        """Claim a random available task from the listed queues, or return None."""
+        _check_lease(request.duration_ms)
+        queues = list(request.queues)
+        if len(queues) > 1:
+            random.shuffle(queues)
+
+        async def run(conn: Conn) -> Task | None:
+            cur = _cursor(conn)
+            for queue in queues:
+                await cur.execute(
+                    self._sql.claim, {"q": queue, "c": request.claimant, "ms": request.duration_ms}
+                )
+                row = await cur.fetchone()
+                if row is not None:
+                    return row_to_task(row)
+            return None
+
+        return await self._call("claim", run, replay_safe=True)
+
+    async def claim(self, request: ClaimRequest, poll: float) -> Task:
+        """Claim a task, waiting for wake-ups (local and NOTIFY) and the next arrival."""
+        return await claim_until_found(
+            request, self.try_claim, self._wakeups, poll, self._next_arrival
+        )
+
+    async def _next_arrival(self, queues: tuple[str, ...]) -> float | None:
+        async def run(conn: Conn) -> float | None:
+            cur = await conn.execute(self._sql.next_arrival, {"qs": list(queues)})
+            row = await cur.fetchone()
+            return None if row is None or row[0] is None else max(float(row[0]), 0.0)
+
+        soonest = await self._call("claim", run, replay_safe=True)
+        if self._config.notify and not self.listening:
+            soonest = (
+                FALLBACK_POLL_SECONDS if soonest is None else min(soonest, FALLBACK_POLL_SECONDS)
+            )
+        return soonest
+
+    # --- modifying -------------------------------------------------------
+
+    async def modify(self, request: ModifyRequest) -> ModifyResult:
+        """Apply the modification in one transaction, or raise DependencyError."""
+        if request.is_empty():
+            return ModifyResult()
+        prepared = _Prepared(request)
+        ready: dict[str, int] = {}
+
+        async def fast(conn: Conn) -> ModifyResult | None:
+            ready.clear()
+            return await self._modify_fast(conn, prepared, ready)
+
+        async def checked(conn: Conn) -> ModifyResult:
+            ready.clear()
+            async with conn.transaction():
+                return await self._modify_in(conn, prepared, ready)
+
+        # A modification is one transaction: if the connection broke before the
+        # server ran it, it is safe to send again; otherwise it may have committed.
+        result = await self._call("modify", fast, replay_safe=False)
+        if result is None:
+            # Something failed (nothing was applied): redo it step by step, which
+            # names every offending task, or succeeds if the obstacle went away.
+            result = await self._call("modify", checked, replay_safe=False)
+        for queue, count in ready.items():
+            self._wakeups.notify(queue, count)
+        if ready and self._notifier is not None:
+            self._notifier.send(ready)
+        return result
+
+    async def _modify_fast(
+        self, conn: Conn, p: _Prepared, ready: dict[str, int]
+    ) -> ModifyResult | None:
+        """Check and apply in one statement; None if some check failed (nothing applied)."""
+        req = p.request
+        simple = await self._modify_simple(conn, p, ready)
+        if simple is not _NOT_SIMPLE:
+            return simple  # type: ignore[return-value]
+        soft = [d for i, d in enumerate(p.inserts) if p.explicit[i] and d.skip_colliding]
+        hard = [d for i, d in enumerate(p.inserts) if not (p.explicit[i] and d.skip_colliding)]
+        check_ids = [
+            d.id for i, d in enumerate(p.inserts) if p.explicit[i] and not d.skip_colliding
+        ]
+        news = [c.new for c in req.changes]
+        shape = Shape(
+            mutates=bool(p.mutated_ids),
+            depends=bool(req.depends),
+            checks_ids=bool(check_ids),
+            deletes=bool(req.deletes),
+            changes=bool(req.changes),
+            hard_inserts=bool(hard),
+            soft_inserts=bool(soft),
+        )
+        params: dict[str, Any] = {"c": req.claimant}
+        if shape.mutates:
+            params["mut_ids"] = [d.id for d in req.deletes] + [c.old.id for c in req.changes]
+            params["mut_versions"] = [d.version for d in req.deletes] + [
+                c.old.version for c in req.changes
+            ]
+        if shape.depends:
+            params["dep_ids"] = [d.id for d in req.depends]
+            params["dep_versions"] = [d.version for d in req.depends]
+        if check_ids:
+            params["check_ids"] = check_ids
+        if req.deletes:
+            params["del_ids"] = [d.id for d in req.deletes]
+        if req.changes:
+            params["chg_ids"] = [c.old.id for c in req.changes]
+            params.update(_columns(news, "chg_"))
+        if hard:
+            params["hard_ids"] = [d.id for d in hard]
+            params.update(_columns(hard, "hard_"))
+        if soft:
+            params["soft_ids"] = [d.id for d in soft]
+            params.update(_columns(soft, "soft_"))
+        statement = build_modify(self._config.schema, shape)
+        try:
+            cur = await _cursor(conn).execute(statement, params)
+        except psycopg.errors.UniqueViolation:
+            return None  # an explicit id was inserted concurrently: let the checked path say so
+        row = await cur.fetchone()
+        assert row is not None
+        passed, now, soft_done, chg_ids, chg_created, chg_claims = row[:6]
+        if not passed:
+            return None
+        now = _utc(now)
+        kept = set(soft_done or ())
+        modifier = req.claimant
+        inserted = []
+        for i, d in enumerate(p.inserts):
+            if p.explicit[i] and d.skip_colliding and d.id not in kept:
+                continue
+            at = d.at or now
+            inserted.append(
+                Task(d.queue, d.id, 0, at, modifier, d.value, now, now, 0, d.attempt, d.err)
+            )
+            if at <= now:
+                ready[d.queue] = ready.get(d.queue, 0) + 1
+        changed = []
+        if req.changes:
+            kept_rows = {
+                i: (_utc(created), claims)
+                for i, created, claims in zip(chg_ids, chg_created, chg_claims, strict=True)
+            }
+            for c in req.changes:
+                created, claims = kept_rows[c.old.id]
+                n = c.new
+                at = n.at or now
+                changed.append(
+                    Task(
+                        n.queue,
+                        c.old.id,
+                        c.old.version + 1,
+                        at,
+                        modifier,
+                        n.value,
+                        created,
+                        now,
+                        claims,
+                        n.attempt,
+                        n.err,
+                    )
+                )
+                if at <= now:
+                    ready[n.queue] = ready.get(n.queue, 0) + 1
+        return ModifyResult(inserted=tuple(inserted), changed=tuple(changed))
+
+    async def _modify_simple(
+        self, conn: Conn, p: _Prepared, ready: dict[str, int]
+    ) -> ModifyResult | object | None:
+        """One delete, one change, or only plain inserts: the commonest shapes, in the
+        simplest statement each. Returns None if a check failed (nothing applied), or
+        _NOT_SIMPLE for other shapes."""
+        req = p.request
+        sql = self._sql
+        cur = _cursor(conn)
+        if req.depends or (req.inserts and (req.deletes or req.changes)):
+            return _NOT_SIMPLE
+        if req.deletes and not req.changes and len(req.deletes) == 1:
+            gone = req.deletes[0]
+            await cur.execute(sql.delete_one, {"id": gone.id, "v": gone.version, "c": req.claimant})
+            return ModifyResult() if await cur.fetchone() else None
+        if req.changes and not req.deletes and len(req.changes) == 1:
+            c = req.changes[0]
+            n = c.new
+            await cur.execute(
+                sql.change_one,
+                {
+                    "id": c.old.id,
+                    "v": c.old.version,
+                    "c": req.claimant,
+                    "queue": n.queue,
+                    "at": n.at,
+                    "value": n.value,
+                    "attempt": n.attempt,
+                    "err": n.err,
+                },
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            now = _utc(row[0])
+            at = n.at or now
+            task = Task(
+                n.queue,
+                c.old.id,
+                c.old.version + 1,
+                at,
+                req.claimant,
+                n.value,
+                _utc(row[1]),
+                now,
+                row[2],
+                n.attempt,
+                n.err,
+            )
+            if at <= now:
+                ready[n.queue] = 1
+            return ModifyResult(changed=(task,))
+        if req.inserts and not (req.deletes or req.changes):
+            if any(p.explicit[i] and d.skip_colliding for i, d in enumerate(p.inserts)):
+                return _NOT_SIMPLE
+            if len(p.inserts) >= COPY_THRESHOLD:
+                return await self._insert_by_copy(conn, p, ready)
+            try:
+                await cur.execute(
+                    sql.insert_many,
+                    {
+                        "c": req.claimant,
+                        "hard_ids": [d.id for d in p.inserts],
+                        **_columns(p.inserts, "hard_"),
+                    },
+                )
+            except psycopg.errors.UniqueViolation:
+                return None
+            row = await cur.fetchone()
+            assert row is not None
+            now = _utc(row[0])
+            inserted = []
+            for d in p.inserts:
+                at = d.at or now
+                inserted.append(
+                    Task(d.queue, d.id, 0, at, req.claimant, d.value, now, now, 0, d.attempt, d.err)
+                )
+                if at <= now:
+                    ready[d.queue] = ready.get(d.queue, 0) + 1
+            return ModifyResult(inserted=tuple(inserted))
+        return _NOT_SIMPLE
+
+    async def _insert_by_copy(
+        self, conn: Conn, p: _Prepared, ready: dict[str, int]
+    ) -> ModifyResult | None:
+        """Plain inserts of a big batch through binary COPY, in one transaction.
+
+        Parameter arrays cost several microseconds per task to build in Python;
+        COPY rows are formatted in C. The database's now is read first in the
+        same transaction, so times are still the database clock.
+        """
+        req = p.request
+        claimant = req.claimant
+        rnd = random.getrandbits
+        try:
+            async with conn.transaction():
+                cur = conn.cursor()
+                await cur.execute(NOW_QUERY)
+                row = await cur.fetchone()
+                assert row is not None
+                now = _utc(row[0])
+                async with cur.copy(self._sql.copy_in) as copy:
+                    copy.set_types(COPY_TYPES)
+                    for d in p.inserts:
+                        await copy.write_row(
+                            (
+                                d.id,
+                                d.queue,
+                                0,
+                                d.at or now,
+                                rnd(32) - 2**31,
+                                0,
+                                d.attempt,
+                                now,
+                                now,
+                                claimant,
+                                d.err,
+                                d.value,
+                            )
+                        )
+        except psycopg.errors.UniqueViolation:
+            return None
+        inserted = []
+        for d in p.inserts:
+            at = d.at or now
+            inserted.append(
+                Task(d.queue, d.id, 0, at, claimant, d.value, now, now, 0, d.attempt, d.err)
+            )
+            if at <= now:
+                ready[d.queue] = ready.get(d.queue, 0) + 1
+        return ModifyResult(inserted=tuple(inserted))
+
+    async def _modify_in(self, conn: Conn, p: _Prepared, ready: dict[str, int]) -> ModifyResult:
+        sql = self._sql
+        req = p.request
+        modifier = req.claimant
+        cur = conn.cursor(binary=True)
+        found: dict[str, tuple[int, str, str, bool]] = {}
+        if p.mutated_ids:
+            await cur.execute(sql.lock_for_update, {"ids": p.mutated_ids})
+            for task_id, version, queue, claimant, leased in await cur.fetchall():
+                found[task_id] = (version, queue, claimant, leased)
+        if p.depend_ids:
+            await cur.execute(sql.lock_for_share, {"ids": p.depend_ids})
+            for task_id, version, queue, claimant, leased in await cur.fetchall():
+                found[task_id] = (version, queue, claimant, leased)
+        existing: dict[str, TaskID] = {}
+        if p.explicit_ids:
+            await cur.execute(sql.existing, {"ids": p.explicit_ids})
+            for task_id, version, queue in await cur.fetchall():
+                existing[task_id] = TaskID(task_id, version, queue)
+
+        def mismatch(wanted: TaskID) -> bool:
+            current = found.get(wanted.id)
+            return current is None or current[0] != wanted.version
+
+        def leased_by_other(wanted: TaskID) -> bool:
+            _, _, claimant, leased = found[wanted.id]
+            return leased and claimant != modifier
+
+        bad_depends = [d for d in req.depends if mismatch(d)]
+        bad_deletes: list[TaskID] = []
+        bad_changes: list[TaskID] = []
+        bad_claims: list[TaskID] = []
+        for d in req.deletes:
+            if mismatch(d):
+                bad_deletes.append(d)
+            elif leased_by_other(d):
+                bad_claims.append(d)
+        for c in req.changes:
+            if mismatch(c.old):
+                bad_changes.append(c.old)
+            elif leased_by_other(c.old):
+                bad_claims.append(c.old)
+        collisions: list[TaskID] = []
+        skipped: set[int] = set()
+        for i, data in enumerate(p.inserts):
+            hit = existing.get(data.id) if p.explicit[i] else None
+            if hit is not None:
+                collisions.append(hit)
+                if data.skip_colliding:
+                    skipped.add(i)
+        if (
+            bad_depends
+            or bad_deletes
+            or bad_changes
+            or bad_claims
+            or len(collisions) > len(skipped)
+        ):
+            raise DependencyError(
+                inserts=collisions,
+                depends=bad_depends,
+                deletes=bad_deletes,
+                changes=bad_changes,
+                claims=bad_claims,
+            )
+
+        if req.deletes:
+            await cur.execute(sql.delete, {"ids": [d.id for d in req.deletes]})
+        changed: list[Task] = []
+        if req.changes:
+            news = [c.new for c in req.changes]
+            await cur.execute(
+                sql.change,
+                {"c": modifier, "ids": [c.old.id for c in req.changes], **_columns(news)},
+            )
+            by_id = {}
+            for row in await cur.fetchall():
+                by_id[row[1]] = row
+            for c in req.changes:
+                row = by_id[c.old.id]
+                changed.append(row_to_task(row))
+                if row[11]:
+                    ready[row[0]] = ready.get(row[0], 0) + 1
+        inserted: list[Task] = []
+        wanted = [(i, d) for i, d in enumerate(p.inserts) if i not in skipped]
+        if wanted:
+            datas = [d for _, d in wanted]
+            await cur.execute(
+                sql.insert, {"c": modifier, "ids": [d.id for d in datas], **_columns(datas)}
+            )
+            by_id = {}
+            for row in await cur.fetchall():
+                by_id[row[1]] = row
+            raced = [(i, d) for i, d in wanted if d.id not in by_id]
+            if raced:
+                await self._raced_inserts(cur, raced, by_id)
+            for _, data in wanted:
+                row = by_id.get(data.id)
+                if row is None:
+                    continue  # a skippable insert that lost a race: dropped
+                inserted.append(row_to_task(row))
+                if row[11]:
+                    ready[row[0]] = ready.get(row[0], 0) + 1
+        return ModifyResult(inserted=tuple(inserted), changed=tuple(changed))
+
+    async def _raced_inserts(
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        raced: list[tuple[int, TaskData]],
+        by_id: dict[str, Row],
+    ) -> None:
+        """Handle explicit ids that another transaction inserted after our check."""
+        hard = [d for _, d in raced if not d.skip_colliding]
+        if not hard:
+            return
+        await cur.execute(self._sql.existing, {"ids": [d.id for _, d in raced]})
+        now_there = {r[0]: TaskID(r[0], r[1], r[2]) for r in await cur.fetchall()}
+        if len(now_there) < len(raced):
+            # The competitor came and went already: run the whole thing again.
+            raise psycopg.errors.SerializationFailure("concurrent insert of the same id")
+        raise DependencyError(inserts=[now_there[d.id] for _, d in raced])
+
+    # --- reading ---------------------------------------------------------
+
+    async def tasks(self, request: TasksRequest) -> AsyncIterator[Task]:
+        """Yield the matching tasks, paging through a server-side cursor for big listings."""
+        sql = self._sql
+        params: dict[str, Any] = {
+            "q": request.queue or None,
+            "claimant": request.claimant or None,
+            "limit": request.limit or None,
+        }
+        if request.ids:
+            params["ids"] = list(request.ids)
+            statement = sql.tasks_by_ids_no_value if request.omit_values else sql.tasks_by_ids
+
+            async def fetch_all(conn: Conn) -> list[Task]:
+                cur = await conn.cursor(binary=True).execute(statement, params)
+                return [row_to_task(r) for r in await cur.fetchall()]
+
+            for task in await self._call("tasks", fetch_all, replay_safe=True):
+                yield task
+            return
+        statement = sql.tasks_by_queue_no_value if request.omit_values else sql.tasks_by_queue
+        if request.limit and request.limit <= PAGE_SIZE:
+
+            async def fetch_some(conn: Conn) -> list[Task]:
+                cur = await conn.cursor(binary=True).execute(statement, params)
+                return [row_to_task(r) for r in await cur.fetchall()]
+
+            for task in await self._call("tasks", fetch_some, replay_safe=True):
+                yield task
+            return
+        async for task in self._stream(statement, params):
+            yield task
+
+    async def _stream(self, statement: str, params: dict[str, Any]) -> AsyncIterator[Task]:
+        if self._closed or self._pool is None:
+            raise BackendUnavailable("tasks: the pg backend is closed")
+        if self._down_reason:
+            raise BackendUnavailable(f"tasks: {self._down_reason}")
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                cur = conn.cursor(f"entroq_tasks_{uuid.uuid4().hex[:8]}", binary=True)
+                await cur.execute(statement, params)
+                while True:
+                    rows = await cur.fetchmany(PAGE_SIZE)
+                    for row in rows:
+                        yield row_to_task(row)
+                    if len(rows) < PAGE_SIZE:
+                        break
+                await cur.close()
+        except EntroQError:
+            raise
+        except Exception as exc:
+            if is_connection_error(exc) and self._pool is not None:
+                await self._connection_lost(self._pool)
+            raise translate(exc, "tasks") from None
+
+    async def queue_stats(self, request: QueuesRequest) -> dict[str, QueueStats]:
+        """Return stats for the matching queues, in name order."""
+
+        async def run(conn: Conn) -> dict[str, QueueStats]:
+            cur = await conn.execute(
+                self._sql.stats,
+                {
+                    "prefixes": list(request.prefixes),
+                    "exact": list(request.exact),
+                    "limit": request.limit or None,
+                },
+            )
+            stats = {}
+            for name, total, available, claimed, future, max_claims in await cur.fetchall():
+                stats[name] = QueueStats(
+                    name=name,
+                    num_tasks=total,
+                    num_available=available,
+                    num_claimed=claimed,
+                    num_future=future,
+                    max_claims=max_claims,
+                )
+            return stats
+
+        return await self._call("queue_stats", run, replay_safe=True)
+
+    async def time(self) -> datetime:
+        """Return the database clock, truncated to milliseconds."""
+
+        async def run(conn: Conn) -> datetime:
+            cur = await _cursor(conn).execute(self._sql.time)
+            row = await cur.fetchone()
+            assert row is not None
+            return _utc(row[0])
+
+        return await self._call("time", run, replay_safe=True)
+
+
+class _Prepared:
+    """A modification with generated ids filled in and lock orders computed.
+
+    Built once per request so that retries reuse the same generated ids.
+    """
+
+    __slots__ = ("depend_ids", "explicit", "explicit_ids", "inserts", "mutated_ids", "request")
+
+    def __init__(self, request: ModifyRequest) -> None:
+        self.request = request
+        self.explicit = [bool(d.id) for d in request.inserts]
+        self.inserts = [d if d.id else _with_id(d, new_task_id()) for d in request.inserts]
+        self.explicit_ids = [d.id for d in request.inserts if d.id]
+        # One global lock order (by id) so that concurrent modifications never deadlock
+        # on the rows they change or delete.
+        self.mutated_ids = sorted(
+            [d.id for d in request.deletes] + [c.old.id for c in request.changes]
+        )
+        self.depend_ids = sorted(d.id for d in request.depends)
+
+
+def _with_id(data: TaskData, task_id: str) -> TaskData:
+    return TaskData(
+        queue=data.queue,
+        at=data.at,
+        value=data.value,
+        id=task_id,
+        attempt=data.attempt,
+        err=data.err,
+        skip_colliding=data.skip_colliding,
+    )
+
+
+def _columns(datas: Sequence[TaskData], prefix: str = "") -> dict[str, list[Any]]:
+    return {
+        f"{prefix}queues": [d.queue for d in datas],
+        f"{prefix}ats": [d.at for d in datas],
+        f"{prefix}values": [d.value for d in datas],
+        f"{prefix}attempts": [d.attempt for d in datas],
+        f"{prefix}errs": [d.err for d in datas],
+    }
+
+
+def _check_lease(duration_ms: int) -> None:
+    try:
+        if utcnow() + timedelta(milliseconds=duration_ms) + timedelta(days=1) < LATEST_LEASE_END:
+            return
+    except OverflowError:
+        pass
+    raise InvalidArgument("duration", duration_ms, "ends after the year 9999")
+
+
+async def _prepare_schema(config: PgConfig) -> None:
+    """Connect once directly (for a clear error) and migrate or check the schema."""
+    where = f"connecting to {config.display}"
+    try:
+        conn = await psycopg.AsyncConnection.connect(config.conninfo, autocommit=True)
+    except Exception as exc:
+        raise translate_connect(exc, where) from None
+    try:
+        if config.migrate:
+            await migrate(conn, config.schema)
+        else:
+            check_current(await current_version(conn, config.schema), config.schema)
+    except EntroQError:
+        raise
+    except Exception as exc:
+        raise translate(exc, f"preparing schema {config.schema!r}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+
+async def open_backend(url: str = "pg://", **options: Any) -> PgBackend:
+    """Open a PostgreSQL backend.
+
+    Args:
+        url: ``pg://`` or ``postgresql://`` followed by a libpq URL (empty parts
+            come from the PG* environment variables). Query options of this
+            backend: ``schema`` (default ``entroq``), ``pool_min``, ``pool_max``,
+            ``pool_timeout`` (seconds), ``migrate`` (default true), ``notify``
+            (LISTEN/NOTIFY wake-ups, default true), ``max_retries``; every other
+            query parameter goes to libpq.
+        **options: the same options as keywords; they win over the URL.
+
+    Returns:
+        An open backend; close it with ``await backend.aclose()``.
+
+    Raises:
+        InvalidArgument: a malformed URL or option.
+        AuthenticationError: PostgreSQL refused the credentials.
+        BackendUnavailable: PostgreSQL cannot be reached.
+        SchemaError: the schema is newer than this code, or missing with migrate=false.
+    """
+    backend = PgBackend(parse_url(url, **options))
+    try:
+        await backend._open()
+    except BaseException:
+        await backend.aclose()
+        raise
+    return backend

@@ -1,0 +1,1 @@
+"""Server launchers shared by tests and benchmarks."""

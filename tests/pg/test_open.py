@@ -1,0 +1,115 @@
+"""Opening: URLs, credentials, unreachable servers, the registry; each one clear error."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import entroq_pg
+from entroq_core import AsyncEntroQ, Modification, connect
+from entroq_core.errors import AuthenticationError, BackendUnavailable, InvalidArgument
+from scripts.servers import postgres
+
+
+def _with_password(url: str, password: str) -> str:
+    scheme, rest = url.split("://", 1)
+    userinfo, host = rest.split("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:{password}@{host}"
+
+
+def test_wrong_password_is_one_authentication_error(pg_url: str) -> None:
+    bad = _with_password(pg_url, "definitely-wrong")
+    with pytest.raises(AuthenticationError) as info:
+        asyncio.run(entroq_pg.open_backend(bad))
+    message = str(info.value)
+    assert "definitely-wrong" not in message  # the password never appears
+    assert "password" in message.lower() or "authentication" in message.lower()
+
+
+def test_nothing_listening_is_backend_unavailable() -> None:
+    url = f"pg://u:p@127.0.0.1:{postgres.free_port()}/db"
+    with pytest.raises(BackendUnavailable) as info:
+        asyncio.run(entroq_pg.open_backend(url))
+    assert "127.0.0.1" in str(info.value)
+    assert ":p@" not in str(info.value)
+
+
+def test_missing_database_is_one_clear_error(pg_url: str) -> None:
+    base = pg_url.rsplit("/", 1)[0]
+    with pytest.raises(BackendUnavailable, match="no_such_db"):
+        asyncio.run(entroq_pg.open_backend(f"{base}/no_such_db"))
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("mysql://host/db", "url"),
+        ("pg://host:notaport/db", "url"),
+        ("pg://host/db?no_such_libpq_option=1", "url"),
+        ("pg://host/db?pool_max=zero", "pool_max"),
+        ("pg://host/db?pool_min=5&pool_max=2", "pool_max"),
+        ("pg://host/db?migrate=perhaps", "migrate"),
+    ],
+)
+def test_malformed_urls_are_invalid_arguments(url: str, field: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        asyncio.run(entroq_pg.open_backend(url))
+    assert info.value.field == field
+
+
+def test_unknown_keyword_option_is_invalid() -> None:
+    with pytest.raises(InvalidArgument) as info:
+        asyncio.run(entroq_pg.open_backend("pg://h/db", pool_size=3))
+    assert info.value.field == "options"
+
+
+@pytest.mark.parametrize("scheme", ["pg", "postgresql"])
+def test_registered_schemes_open_through_core(pg_url: str, scheme: str) -> None:
+    url = scheme + "://" + pg_url.split("://", 1)[1]
+
+    async def run() -> None:
+        backend = await connect(url)
+        try:
+            assert isinstance(backend, entroq_pg.PgBackend)
+            eq = AsyncEntroQ(backend)
+            result = await eq.modify(Modification().insert(f"open/{scheme}", b"v"))
+            assert result.inserted[0].value == b"v"
+            await eq.modify(Modification().delete(result.inserted[0]))
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_calls_after_close_are_unavailable(pg_url: str) -> None:
+    async def run() -> None:
+        backend = await entroq_pg.open_backend(pg_url)
+        await backend.aclose()
+        with pytest.raises(BackendUnavailable):
+            await backend.time()
+
+    asyncio.run(run())
+
+
+def test_bare_scheme_uses_pg_environment_variables(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(pg_url)
+    monkeypatch.setenv("PGHOST", parts.hostname or "")
+    monkeypatch.setenv("PGPORT", str(parts.port))
+    monkeypatch.setenv("PGUSER", parts.username or "")
+    monkeypatch.setenv("PGPASSWORD", parts.password or "")
+    monkeypatch.setenv("PGDATABASE", parts.path.lstrip("/"))
+
+    async def run() -> None:
+        backend = await connect("pg://")
+        try:
+            assert (await backend.time()).tzinfo is not None
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
