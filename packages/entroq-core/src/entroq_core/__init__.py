@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .backend import Backend
+from .backoff import Backoff
 from .client import AsyncEntroQ
 from .errors import (
     AuthenticationError,
@@ -21,6 +22,7 @@ from .registry import connect, installed_schemes, register, unregister
 from .requests import ClaimRequest, ModifyRequest, QueuesRequest, TasksRequest
 from .sync import EntroQ
 from .types import ModifyResult, QueueStats, Task, TaskChange, TaskData, TaskID
+from .worker import MoveToError, Worker, WorkerOptions
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,7 @@ __all__ = [
     "AuthenticationError",
     "Backend",
     "BackendUnavailable",
+    "Backoff",
     "ClaimRequest",
     "DeadlineExceeded",
     "DependencyError",
@@ -36,9 +39,10 @@ __all__ = [
     "EntroQError",
     "InvalidArgument",
     "MessageTooLarge",
+    "Modification",
     "ModifyRequest",
     "ModifyResult",
-    "Modification",
+    "MoveToError",
     "PermissionDenied",
     "QueueStats",
     "QueuesRequest",
@@ -49,6 +53,8 @@ __all__ = [
     "TaskID",
     "TasksRequest",
     "UnknownBackend",
+    "Worker",
+    "WorkerOptions",
     "__version__",
     "connect",
     "installed_schemes",

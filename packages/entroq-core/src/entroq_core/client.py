@@ -103,7 +103,9 @@ class AsyncEntroQ:
         Raises:
             InvalidArgument: no queues, a bad queue name, or a non-positive duration.
         """
-        request = ClaimRequest(self._claimant, queue_tuple(queues), duration_ms("duration", duration))
+        request = ClaimRequest(
+            self._claimant, queue_tuple(queues), duration_ms("duration", duration)
+        )
         return await self._backend.try_claim(request)
 
     async def claim(
@@ -129,7 +131,9 @@ class AsyncEntroQ:
             DeadlineExceeded: ``timeout`` passed with nothing claimed.
             InvalidArgument: bad queues, duration or poll.
         """
-        request = ClaimRequest(self._claimant, queue_tuple(queues), duration_ms("duration", duration))
+        request = ClaimRequest(
+            self._claimant, queue_tuple(queues), duration_ms("duration", duration)
+        )
         poll_s = duration_ms("poll", poll) / 1000.0
         if timeout is None:
             return await self._backend.claim(request, poll_s)
@@ -187,7 +191,9 @@ class AsyncEntroQ:
         result = await self.modify(mod)
         return result.changed[0]
 
-    def renewing(self, task: Task, lease: float | timedelta = DEFAULT_LEASE_SECONDS) -> RenewedLease:
+    def renewing(
+        self, task: Task, lease: float | timedelta = DEFAULT_LEASE_SECONDS
+    ) -> RenewedLease:
         """Keep ``task`` leased while the ``async with`` block runs.
 
         Example::
@@ -285,7 +291,8 @@ class AsyncEntroQ:
         prefixes, exact = tuple(prefixes), tuple(exact)
         try:
             async with asyncio.timeout(timeout):
-                while not await self.queues_empty(prefixes, exact):
+                # Emptiness has no wake-up source in the Backend protocol: poll.
+                while not await self.queues_empty(prefixes, exact):  # noqa: ASYNC110
                     await asyncio.sleep(poll)
         except TimeoutError:
             raise DeadlineExceeded(

@@ -87,29 +87,34 @@ class _Store:
             del self.queues[task.queue]
             return
         q.remove_available(task.id)
-        self._maybe_compact(q)
+        self._maybe_compact(task.queue, q)
 
-    def _maybe_compact(self, q: _Queue) -> None:
+    def _maybe_compact(self, name: str, q: _Queue) -> None:
+        # Linear in the heap, but only once stale entries outnumber live ones, so
+        # O(1) amortised per operation and never a scan of the whole queue.
         live = len(q.members) - len(q.available)
         if len(q.future) > 2 * live + 1024:
-            q.future = [
-                (to_ms(self.tasks[i].at), i) for i in q.members if i not in q.position
-            ]
+            q.future = list({entry for entry in q.future if self._is_live(name, q, entry)})
             heapq.heapify(q.future)
+
+    def _is_live(self, name: str, q: _Queue, entry: tuple[int, str]) -> bool:
+        """True if a heap entry still describes a waiting task of this queue."""
+        at, task_id = entry
+        task = self.tasks.get(task_id)
+        return (
+            task is not None
+            and task.queue == name
+            and task_id not in q.position
+            and to_ms(task.at) == at
+        )
 
     def promote(self, name: str, q: _Queue, now: int) -> None:
         """Move every due task from the heap to the available array."""
         heap = q.future
         while heap and heap[0][0] <= now:
-            at, task_id = heapq.heappop(heap)
-            task = self.tasks.get(task_id)
-            if (
-                task is not None
-                and task.queue == name
-                and task_id not in q.position
-                and to_ms(task.at) == at
-            ):
-                q.add_available(task_id)
+            entry = heapq.heappop(heap)
+            if self._is_live(name, q, entry):
+                q.add_available(entry[1])
 
     # --- operations ------------------------------------------------------
 
@@ -256,9 +261,7 @@ class _Store:
                 candidates = [self.tasks[i] for i in members]
         if request.claimant:
             candidates = [
-                t
-                for t in candidates
-                if t.claimant == request.claimant or to_ms(t.at) <= now
+                t for t in candidates if t.claimant == request.claimant or to_ms(t.at) <= now
             ]
         if request.limit:
             candidates = candidates[: request.limit]
@@ -327,9 +330,7 @@ class MemBackend:
         async def next_arrival(queues: tuple[str, ...]) -> float | None:
             return store.seconds_to_next_arrival(queues)
 
-        return await claim_until_found(
-            request, self.try_claim, store.wakeups, poll, next_arrival
-        )
+        return await claim_until_found(request, self.try_claim, store.wakeups, poll, next_arrival)
 
     async def modify(self, request: ModifyRequest) -> ModifyResult:
         """Apply the modification atomically or raise DependencyError."""

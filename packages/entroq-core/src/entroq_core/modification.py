@@ -101,6 +101,11 @@ class Modification:
         )
         return self
 
+    def add_change(self, change: TaskChange) -> Modification:
+        """Add a change with fully specified new data."""
+        self.changes.append(change)
+        return self
+
     def delete(self, task: Task | TaskID) -> Modification:
         """Delete the task at its exact version."""
         self.deletes.append(task.as_id() if isinstance(task, Task) else task)

@@ -7,8 +7,8 @@ request is built, so no backend (and no server) can forget one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import InvalidArgument, MessageTooLarge
@@ -104,32 +104,71 @@ def check_data(field: str, value: Any, max_value_bytes: int = MAX_VALUE_BYTES) -
     """Validate insert or change data, normalising its arrival time."""
     if not isinstance(value, TaskData):
         raise InvalidArgument(field, value, "must be a TaskData")
-    check_queue(f"{field}.queue", value.queue)
-    if value.id:
-        check_id(f"{field}.id", value.id)
-    elif not isinstance(value.id, str):
-        raise InvalidArgument(f"{field}.id", value.id, "must be a string")
-    check_value(f"{field}.value", value.value, max_value_bytes)
-    check_count(f"{field}.attempt", value.attempt, MAX_ATTEMPT)
-    check_err(f"{field}.err", value.err)
-    at = check_at(f"{field}.at", value.at)
-    if at is not value.at:
-        value = TaskData(
-            queue=value.queue,
-            at=at,
-            value=value.value,
-            id=value.id,
-            attempt=value.attempt,
-            err=value.err,
-            skip_colliding=value.skip_colliding,
-        )
-    return value
+    data: TaskData = value
+    check_queue(f"{field}.queue", data.queue)
+    if not isinstance(data.id, str):
+        raise InvalidArgument(f"{field}.id", data.id, "must be a string")
+    if data.id:
+        check_id(f"{field}.id", data.id)
+    payload = check_value(f"{field}.value", data.value, max_value_bytes)
+    check_count(f"{field}.attempt", data.attempt, MAX_ATTEMPT)
+    check_err(f"{field}.err", data.err)
+    at = check_at(f"{field}.at", data.at)
+    if at is not data.at or payload is not data.value:
+        data = replace(data, at=at, value=payload)
+    return data
 
 
 def _tuple(field: str, values: Any) -> tuple[Any, ...]:
+    if type(values) is tuple:
+        return values
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise InvalidArgument(field, values, "must be a list")
     return tuple(values)
+
+
+def _plain(value: Any, max_bytes: int) -> bool:
+    """Fast path: a non-empty ASCII string without NUL that fits (the usual case)."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= max_bytes
+        and value.isascii()
+        and "\x00" not in value
+    )
+
+
+def _plain_task_id(value: Any) -> bool:
+    return (
+        type(value) is TaskID
+        and _plain(value.id, MAX_ID_BYTES)
+        and type(value.version) is int
+        and 0 <= value.version <= MAX_VERSION
+        and (value.queue == "" or _plain(value.queue, MAX_QUEUE_BYTES))
+    )
+
+
+def _plain_data(value: Any, max_value_bytes: int) -> bool:
+    at = value.at if type(value) is TaskData else None
+    return (
+        type(value) is TaskData
+        and _plain(value.queue, MAX_QUEUE_BYTES)
+        and (value.id == "" or _plain(value.id, MAX_ID_BYTES))
+        and type(value.value) is bytes
+        and len(value.value) <= max_value_bytes
+        and type(value.attempt) is int
+        and 0 <= value.attempt <= MAX_ATTEMPT
+        and type(value.err) is str
+        and "\x00" not in value.err
+        and (
+            at is None
+            or (
+                type(at) is datetime
+                and at.tzinfo is UTC
+                and at.microsecond % 1000 == 0
+                and at > EPOCH
+            )
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,17 +180,20 @@ class ClaimRequest:
     duration_ms: int
 
     def __post_init__(self) -> None:
-        check_id("claimant", self.claimant)
-        queues = _tuple("queues", self.queues)
+        if not _plain(self.claimant, MAX_ID_BYTES):
+            check_id("claimant", self.claimant)
+        queues = self.queues if type(self.queues) is tuple else _tuple("queues", self.queues)
         if not queues:
             raise InvalidArgument("queues", list(queues), "at least one queue is required")
         for q in queues:
-            check_queue("queues", q)
-        # Duplicates count once; dict keeps the caller's order.
-        unique = tuple(dict.fromkeys(queues))
-        if unique != self.queues:
-            object.__setattr__(self, "queues", unique)
-        if isinstance(self.duration_ms, bool) or not isinstance(self.duration_ms, int):
+            if not _plain(q, MAX_QUEUE_BYTES):
+                check_queue("queues", q)
+        if len(queues) > 1:
+            # Duplicates count once; dict keeps the caller's order.
+            queues = tuple(dict.fromkeys(queues))
+        if queues is not self.queues:
+            object.__setattr__(self, "queues", queues)
+        if type(self.duration_ms) is not int:
             raise InvalidArgument("duration", self.duration_ms, "must be whole milliseconds")
         if self.duration_ms <= 0:
             raise InvalidArgument("duration", self.duration_ms, "must be positive")
@@ -169,50 +211,69 @@ class ModifyRequest:
     max_value_bytes: int = MAX_VALUE_BYTES
 
     def __post_init__(self) -> None:
-        check_id("claimant", self.claimant)
+        if not _plain(self.claimant, MAX_ID_BYTES):
+            check_id("claimant", self.claimant)
         limit = self.max_value_bytes
-        inserts = tuple(
-            check_data(f"inserts[{i}]", d, limit)
-            for i, d in enumerate(_tuple("inserts", self.inserts))
-        )
-        changes = []
-        for i, c in enumerate(_tuple("changes", self.changes)):
-            if not isinstance(c, TaskChange):
-                raise InvalidArgument(f"changes[{i}]", c, "must be a TaskChange")
-            old = check_task_id(f"changes[{i}].old", c.old)
-            new = check_data(f"changes[{i}].new", c.new, limit)
-            if new.id and new.id != old.id:
-                raise InvalidArgument(
-                    f"changes[{i}].new.id", new.id, f"a change cannot rename task {old.id!r}"
-                )
-            changes.append(c if new is c.new else TaskChange(old, new))
-        deletes = tuple(
-            check_task_id(f"deletes[{i}]", d) for i, d in enumerate(_tuple("deletes", self.deletes))
-        )
-        depends = tuple(
-            check_task_id(f"depends[{i}]", d) for i, d in enumerate(_tuple("depends", self.depends))
-        )
-        seen: dict[str, str] = {}
-        named = (
-            [(f"inserts[{i}].id", d.id) for i, d in enumerate(inserts) if d.id]
-            + [(f"changes[{i}].old.id", c.old.id) for i, c in enumerate(changes)]
-            + [(f"deletes[{i}].id", d.id) for i, d in enumerate(deletes)]
-            + [(f"depends[{i}].id", d.id) for i, d in enumerate(depends)]
-        )
-        for where, task_id in named:
-            if task_id in seen:
-                raise InvalidArgument(
-                    where, task_id, f"the same id already appears at {seen[task_id]}"
-                )
-            seen[task_id] = where
+        inserts = _tuple("inserts", self.inserts)
+        if not all(_plain_data(d, limit) for d in inserts):
+            inserts = tuple(check_data(f"inserts[{i}]", d, limit) for i, d in enumerate(inserts))
+        changes = _tuple("changes", self.changes)
+        if not all(_plain_change(c, limit) for c in changes):
+            changes = tuple(_check_change(i, c, limit) for i, c in enumerate(changes))
+        deletes = _tuple("deletes", self.deletes)
+        if not all(map(_plain_task_id, deletes)):
+            deletes = tuple(check_task_id(f"deletes[{i}]", d) for i, d in enumerate(deletes))
+        depends = _tuple("depends", self.depends)
+        if not all(map(_plain_task_id, depends)):
+            depends = tuple(check_task_id(f"depends[{i}]", d) for i, d in enumerate(depends))
+        if len(inserts) + len(changes) + len(deletes) + len(depends) > 1:
+            named = (
+                [("inserts", i, d.id) for i, d in enumerate(inserts) if d.id]
+                + [("changes", i, c.old.id) for i, c in enumerate(changes)]
+                + [("deletes", i, d.id) for i, d in enumerate(deletes)]
+                + [("depends", i, d.id) for i, d in enumerate(depends)]
+            )
+            if len({task_id for _, _, task_id in named}) != len(named):
+                _report_repeated_id(named)
         object.__setattr__(self, "inserts", inserts)
-        object.__setattr__(self, "changes", tuple(changes))
+        object.__setattr__(self, "changes", changes)
         object.__setattr__(self, "deletes", deletes)
         object.__setattr__(self, "depends", depends)
 
     def is_empty(self) -> bool:
         """True if the request names nothing at all."""
         return not (self.inserts or self.changes or self.deletes or self.depends)
+
+
+def _plain_change(change: Any, limit: int) -> bool:
+    return (
+        type(change) is TaskChange
+        and _plain_task_id(change.old)
+        and _plain_data(change.new, limit)
+        and change.new.id in ("", change.old.id)
+    )
+
+
+def _check_change(i: int, change: Any, limit: int) -> TaskChange:
+    if not isinstance(change, TaskChange):
+        raise InvalidArgument(f"changes[{i}]", change, "must be a TaskChange")
+    old = check_task_id(f"changes[{i}].old", change.old)
+    new = check_data(f"changes[{i}].new", change.new, limit)
+    if new.id and new.id != old.id:
+        raise InvalidArgument(
+            f"changes[{i}].new.id", new.id, f"a change cannot rename task {old.id!r}"
+        )
+    return change if new is change.new else TaskChange(old, new)
+
+
+def _report_repeated_id(named: list[tuple[str, int, str]]) -> None:
+    suffix = {"inserts": ".id", "changes": ".old.id", "deletes": ".id", "depends": ".id"}
+    seen: dict[str, str] = {}
+    for kind, i, task_id in named:
+        where = f"{kind}[{i}]{suffix[kind]}"
+        if task_id in seen:
+            raise InvalidArgument(where, task_id, f"the same id already appears at {seen[task_id]}")
+        seen[task_id] = where
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
@@ -15,6 +16,7 @@ from .client import DEFAULT_LEASE_SECONDS, AsyncEntroQ, duration_ms
 from .lease import RenewedLease
 from .modification import Modification
 from .types import ModifyResult, QueueStats, Task, TaskChange, TaskData, TaskID
+from .worker import Handler, Worker, WorkerOptions
 
 T = TypeVar("T")
 
@@ -24,7 +26,9 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="entroq-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="entroq-loop", daemon=True
+        )
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -156,6 +160,35 @@ class EntroQ:
             raise held.lost
         return held.task, result
 
+    def work(
+        self,
+        queues: str | Iterable[str],
+        handler: Handler,
+        options: WorkerOptions | None = None,
+        *,
+        handle_signals: bool = True,
+        **option_values: Any,
+    ) -> Worker:
+        """Run a :class:`Worker` on this client until SIGTERM/SIGINT (or ``worker.stop()``).
+
+        Blocks; returns the stopped worker. Sync handlers run in threads.
+        """
+        worker = Worker(self._client, queues, handler, options, **option_values)
+        previous: dict[signal.Signals, Any] = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+
+            def on_signal(signum: int, frame: object) -> None:
+                self._thread.loop.call_soon_threadsafe(worker.stop)
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, on_signal)
+        try:
+            self._thread.run(worker.run())
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+        return worker
+
     def tasks(
         self,
         queue: str = "",
@@ -236,5 +269,3 @@ async def _aclose(stream: Any) -> None:
     aclose: Callable[[], Awaitable[None]] | None = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
-
-

@@ -1,0 +1,56 @@
+"""What `--backend` names: a throwaway server started like the test fixtures, or a URL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+
+from .record import Record
+
+
+@asynccontextmanager
+async def _mem() -> AsyncIterator[str]:
+    # A named store so that every client of one measurement shares the tasks.
+    yield f"mem://bench-{uuid.uuid4().hex}"
+
+
+# Extra, backend-specific measurements: (label, url, runs) -> records.
+ExtraMeasure = Callable[[str, str, int], Awaitable[list[Record]]]
+
+
+@dataclass
+class Target:
+    """A backend to benchmark: how to get a URL for it and what to measure."""
+
+    name: str
+    start: Callable[[], AbstractAsyncContextManager[str]]
+    workers: tuple[int, ...] = (1, 8)
+    batches: tuple[int, ...] = (1, 100)
+    depths: tuple[int, ...] = (1_000, 100_000, 1_000_000)
+    rss: bool = False
+    extras: list[ExtraMeasure] = field(default_factory=list)
+
+
+TARGETS: dict[str, Target] = {
+    "mem": Target("mem", _mem, rss=True),
+}
+
+
+def resolve(spec: str) -> Target:
+    """A target by name, or an ad-hoc one for a full URL (measured with defaults)."""
+    if spec in TARGETS:
+        return TARGETS[spec]
+    if "://" not in spec:
+        known = ", ".join(sorted(TARGETS))
+        raise SystemExit(f"unknown backend {spec!r}: give one of {known} or a URL")
+
+    @asynccontextmanager
+    async def existing() -> AsyncIterator[str]:
+        yield spec
+
+    scheme = spec.split("://", 1)[0]
+    base = TARGETS.get(scheme)
+    depths = base.depths if base else (1_000, 100_000)
+    return Target(spec, existing, depths=depths)

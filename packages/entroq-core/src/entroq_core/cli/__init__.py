@@ -1,0 +1,102 @@
+"""The ``entroq`` command: look at queues and fix them, against any backend URL.
+
+Exit codes scripts can rely on: 0 ok, 1 dependency error or nothing claimed,
+2 bad usage or invalid argument, 3 backend unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from ..errors import (
+    AuthenticationError,
+    BackendUnavailable,
+    DeadlineExceeded,
+    DependencyError,
+    EntroQError,
+    InvalidArgument,
+    PermissionDenied,
+    UnknownBackend,
+)
+from .commands import COMMANDS, add_commands
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+DEFAULT_URL = "grpc://localhost:37706"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="entroq",
+        description="Inspect and modify EntroQ queues.",
+        epilog=(
+            "examples:\n"
+            "  entroq qs --prefix jobs/\n"
+            "  entroq --url mem:// time\n"
+            "  ENTROQ_URL=grpc://queue.internal:37706 entroq ts jobs/resize --limit 5\n\n"
+            "exit codes: 0 ok, 1 dependency error or nothing claimed, 2 bad usage,\n"
+            "3 backend unavailable"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("ENTROQ_URL", DEFAULT_URL),
+        help=f"backend URL (default: $ENTROQ_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--claimant", help="claimant id to act as (default: a fresh one)")
+    parser.add_argument(
+        "--rpc-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the backend on non-blocking commands (default 30)",
+    )
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``entroq`` command; return its exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    try:
+        return asyncio.run(COMMANDS[args.command](args))
+    except DependencyError as exc:
+        return _fail(EXIT_FAILED, exc)
+    except (InvalidArgument, UnknownBackend) as exc:
+        return _fail(EXIT_USAGE, exc)
+    # Order matters: DeadlineExceeded < TimeoutError < OSError, BackendUnavailable < OSError.
+    except DeadlineExceeded as exc:
+        return _fail(EXIT_FAILED, exc)
+    except (BackendUnavailable, ConnectionError, TimeoutError) as exc:
+        return _fail(EXIT_UNAVAILABLE, str(exc) or "the backend did not answer in time")
+    except (OSError, UnicodeDecodeError) as exc:
+        # Local files: unreadable input is a usage problem.
+        return _fail(EXIT_USAGE, exc)
+    except (AuthenticationError, PermissionDenied) as exc:
+        return _fail(EXIT_USAGE, exc)
+    except EntroQError as exc:
+        return _fail(EXIT_FAILED, exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(code: int, exc: object) -> int:
+    text = str(exc) or type(exc).__name__
+    print(f"entroq: error: {text}", file=sys.stderr)
+    return code
+
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_USAGE", "build_parser", "main"]

@@ -1,0 +1,334 @@
+"""The worker loop of SPEC section 5: claim, work under a renewed lease, commit once.
+
+A handler receives the claimed task and returns what should happen to it:
+
+- ``None``: the task is done; delete it.
+- a :class:`Modification`: commit it atomically (typically delete or move the task
+  plus inserts of follow-up tasks). References to the claimed task are rewritten to
+  its latest renewed version at commit time, so handlers build them from the task
+  they were given.
+
+A handler that raises :class:`MoveToError` sends the task to its error queue now;
+any other exception is a retryable failure (attempt+1, error appended, arrival
+delayed by the backoff), and after ``max_attempts`` failures the task goes to the
+error queue too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from .backoff import Backoff
+from .client import AsyncEntroQ, duration_ms, queue_tuple
+from .errors import (
+    BackendUnavailable,
+    DependencyError,
+    EntroQError,
+    InvalidArgument,
+    RetryableConflict,
+)
+from .modification import Modification
+from .requests import ClaimRequest
+from .timeutil import utcnow
+from .types import Task, TaskChange, TaskID
+
+log = logging.getLogger("entroq.worker")
+
+HandlerResult = Modification | None
+Handler = Callable[[Task], Awaitable[HandlerResult]] | Callable[[Task], HandlerResult]
+
+# How long to back off after the backend itself fails, before claiming again.
+BACKEND_ERROR_PAUSE_SECONDS = 1.0
+
+
+class MoveToError(Exception):
+    """Raised by a handler to send its task to the error queue at once."""
+
+
+class _GraceOver(Exception):
+    """The handler outlived the shutdown grace period."""
+
+
+def default_error_queue(queue: str) -> str:
+    """``<queue>/err``: where tasks go after too many failures."""
+    return f"{queue}/err"
+
+
+@dataclass
+class WorkerOptions:
+    """How a worker claims, retries and stops."""
+
+    concurrency: int = 1
+    lease: float = 30.0
+    max_attempts: int = 5
+    error_queue: Callable[[str], str] = default_error_queue
+    backoff: Backoff = field(default_factory=Backoff)
+    poll: float = 30.0
+    grace: float = 10.0
+    handler_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int):
+            raise InvalidArgument("concurrency", self.concurrency, "must be an integer")
+        if self.concurrency < 1:
+            raise InvalidArgument("concurrency", self.concurrency, "must be at least 1")
+        duration_ms("lease", self.lease)
+        duration_ms("poll", self.poll)
+        if self.max_attempts < 1:
+            raise InvalidArgument("max_attempts", self.max_attempts, "must be at least 1")
+        if self.grace < 0:
+            raise InvalidArgument("grace", self.grace, "must not be negative")
+        if self.handler_timeout is not None and self.handler_timeout <= 0:
+            raise InvalidArgument("handler_timeout", self.handler_timeout, "must be positive")
+
+
+def retarget(mod: Modification, latest: Task) -> Modification:
+    """Point a handler's references to its task at the latest renewed version."""
+    old_ids = {latest.id}
+    new_id = latest.as_id()
+
+    def fix(ref: TaskID) -> TaskID:
+        return new_id if ref.id in old_ids else ref
+
+    return Modification(
+        inserts=list(mod.inserts),
+        changes=[TaskChange(fix(c.old), c.new) if c.old.id in old_ids else c for c in mod.changes],
+        deletes=[fix(d) for d in mod.deletes],
+        depends=[fix(d) for d in mod.depends],
+    )
+
+
+class Worker:
+    """Runs a handler over tasks claimed from ``queues`` until stopped.
+
+    Example::
+
+        async def handle(task: Task) -> Modification | None:
+            print(task.value)
+            return None  # done: delete it
+
+        worker = Worker(eq, "jobs", handle, concurrency=4)
+        worker.install_signal_handlers()
+        await worker.run()
+    """
+
+    def __init__(
+        self,
+        client: AsyncEntroQ,
+        queues: str | Iterable[str],
+        handler: Handler,
+        options: WorkerOptions | None = None,
+        **option_values: object,
+    ) -> None:
+        self.client = client
+        self.queues = queue_tuple(queues)
+        if not self.queues:
+            raise InvalidArgument("queues", list(self.queues), "at least one queue is required")
+        if not callable(handler):
+            raise InvalidArgument("handler", handler, "must be callable")
+        self.handler = handler
+        ClaimRequest(client.claimant, self.queues, 1)  # validates the queue names now
+        base = options or WorkerOptions()
+        self.options = replace(base, **option_values) if option_values else base  # type: ignore[arg-type]
+        self._stopping = asyncio.Event()
+        self.processed = 0
+        self.failed = 0
+
+    # --- control ---------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running handlers get ``grace`` seconds to finish."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop() was called."""
+        return self._stopping.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """Make SIGTERM and SIGINT stop the worker cleanly (call from the running loop)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info(
+            "received %s: stopping, %.1fs grace for running tasks", sig.name, self.options.grace
+        )
+        self.stop()
+
+    async def run(self) -> None:
+        """Claim and process tasks with ``concurrency`` slots until stopped."""
+        log.info(
+            "worker %s on %s, concurrency %d",
+            self.client.claimant,
+            list(self.queues),
+            self.options.concurrency,
+        )
+        slots = [asyncio.create_task(self._slot(i)) for i in range(self.options.concurrency)]
+        try:
+            await asyncio.gather(*slots)
+        finally:
+            for s in slots:
+                s.cancel()
+            await asyncio.gather(*slots, return_exceptions=True)
+        log.info("worker stopped after %d tasks (%d failures)", self.processed, self.failed)
+
+    # --- one slot ----------------------------------------------------------
+
+    async def _slot(self, number: int) -> None:
+        while not self.stopping:
+            task = await self._claim()
+            if task is None:
+                continue
+            await self._process(task)
+
+    async def _claim(self) -> Task | None:
+        claim = asyncio.create_task(
+            self.client.claim(self.queues, self.options.lease, poll=self.options.poll)
+        )
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({claim, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not claim.done():
+            claim.cancel()
+            try:
+                return await claim
+            except asyncio.CancelledError:
+                return None
+            except EntroQError:
+                return None
+        try:
+            return claim.result()
+        except (EntroQError, TimeoutError) as exc:
+            log.warning("claim from %s failed, pausing: %s", list(self.queues), exc)
+            await asyncio.sleep(BACKEND_ERROR_PAUSE_SECONDS)
+            return None
+
+    async def _process(self, task: Task) -> None:
+        opts = self.options
+        log.info("task %s attempt %d: started", task.as_id(), task.attempt + 1)
+        held = self.client.renewing(task, opts.lease)
+        outcome: HandlerResult | BaseException
+        try:
+            async with held:
+                outcome = await self._run_handler(task)
+        except DependencyError as lost:
+            log.warning("task %s: lease lost while working, dropped: %s", task.id, lost)
+            return
+        except _GraceOver:
+            # Shutting down and the handler did not finish in time: hand the task
+            # back now rather than make others wait for the lease to expire.
+            await self._release(held.task)
+            return
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release(held.task))
+            raise
+        await self._commit(held.task, outcome)
+
+    async def _run_handler(self, task: Task) -> HandlerResult | BaseException:
+        """The handler's result, or the exception it raised (as a value)."""
+        limit = self.options.handler_timeout
+        try:
+            async with asyncio.timeout(limit):
+                return await self._with_grace(self._call_handler(task))
+        except (DependencyError, _GraceOver):
+            raise
+        except TimeoutError as exc:
+            return exc if str(exc) else TimeoutError(f"handler took longer than {limit}s")
+        except Exception as exc:
+            return exc
+
+    async def _with_grace(self, work: Awaitable[HandlerResult]) -> HandlerResult:
+        """Await the handler; once stop() is called it has ``grace`` seconds left."""
+        handler = asyncio.ensure_future(work)
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({handler, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not handler.done():
+                done, _ = await asyncio.wait({handler}, timeout=self.options.grace)
+                if not done:
+                    handler.cancel()
+                    raise _GraceOver()
+            return handler.result()
+        finally:
+            stop.cancel()
+            if not handler.done():
+                handler.cancel()
+
+    async def _call_handler(self, task: Task) -> HandlerResult:
+        if inspect.iscoroutinefunction(self.handler):
+            return await self.handler(task)  # type: ignore[no-any-return]
+        result = await asyncio.to_thread(self.handler, task)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    async def _commit(self, task: Task, outcome: HandlerResult | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            await self._fail(task, outcome)
+            return
+        if outcome is None:
+            mod = Modification().delete(task)
+        elif isinstance(outcome, Modification):
+            mod = retarget(outcome, task)
+        else:
+            await self._fail(
+                task,
+                TypeError(
+                    f"handler returned {type(outcome).__name__}, expected Modification or None"
+                ),
+            )
+            return
+        try:
+            await self.client.modify(mod)
+        except DependencyError as exc:
+            log.warning("task %s: commit refused, another worker owns it: %s", task.id, exc)
+            return
+        except InvalidArgument as exc:
+            await self._fail(task, exc)
+            return
+        except (BackendUnavailable, RetryableConflict, TimeoutError) as exc:
+            # The lease will expire and someone will redo the work; nothing is lost.
+            log.warning("task %s: commit failed, lease will expire: %s", task.id, exc)
+            return
+        self.processed += 1
+        log.info("task %s attempt %d: done", task.id, task.attempt + 1)
+
+    async def _fail(self, task: Task, exc: BaseException) -> None:
+        opts = self.options
+        self.failed += 1
+        attempt = task.attempt + 1
+        reason = f"attempt {attempt}: {type(exc).__name__}: {exc}"
+        if isinstance(exc, MoveToError) or attempt >= opts.max_attempts:
+            target = opts.error_queue(task.queue)
+            mod = Modification().change(task, queue=target, attempt=attempt, append_err=reason)
+            log.error("task %s %s; moved to %s", task.id, reason, target)
+        else:
+            delay = opts.backoff.delay(attempt)
+            mod = Modification().change(
+                task,
+                attempt=attempt,
+                append_err=reason,
+                at=utcnow() + timedelta(seconds=delay),
+            )
+            log.warning("task %s %s; retry in %.1fs", task.id, reason, delay)
+        try:
+            await self.client.modify(mod)
+        except EntroQError as commit_error:
+            log.warning("task %s: could not record the failure: %s", task.id, commit_error)
+
+    async def _release(self, task: Task) -> None:
+        try:
+            await self.client.modify(Modification().change(task))
+            log.info("task %s: released for others at shutdown", task.id)
+        except EntroQError as exc:
+            log.warning("task %s: release failed, its lease will expire: %s", task.id, exc)
