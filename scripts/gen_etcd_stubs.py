@@ -53,6 +53,7 @@ IMPORT_RENAMES = {
     "etcd/mvcc/mvccpb/kv.proto": f"{PROTO_PKG}/kv.proto",
     "etcd/auth/authpb/auth.proto": f"{PROTO_PKG}/auth.proto",
 }
+EXIT_NO_DEB = 3  # --from-deb could not download the package (not a staleness failure)
 GENERATED = ("kv_pb2.py", "kv_pb2.pyi", "auth_pb2.py", "auth_pb2.pyi", "rpc_pb2.py",
              "rpc_pb2.pyi", "rpc_pb2_grpc.py")
 
@@ -281,7 +282,11 @@ def main(argv: list[str]) -> int:
                 # A check pins the recorded version: a newer Debian upload is a
                 # deliberate regeneration, not a CI failure.
                 wanted = recorded_deb_version() if opts.check else None
-                deb, deb_version = fetch_deb(work, wanted)
+                try:
+                    deb, deb_version = fetch_deb(work, wanted)
+                except FileNotFoundError as exc:
+                    print(f"cannot get the .deb: {exc}", file=sys.stderr)
+                    return EXIT_NO_DEB
             protos = stripped_from_deb(deb, deb_version, work)
         else:
             protos = committed_protos()

@@ -33,7 +33,7 @@ from . import config as config_mod
 from . import ops
 from .client import EtcdClient
 from .config import EtcdConfig
-from .keys import HASH_SPACE, KeyLayout
+from .keys import HASH_SPACE, QUEUE_MARK, KeyLayout
 from .plan import Current, Insert, Plan, build, claim_ops, current_from, diagnose
 from .record import Record, decode
 from .watch import QueueWatcher
@@ -473,10 +473,10 @@ class EtcdBackend:
         for prefix in prefixes:
             start, end = self._keys.queues_range(prefix)
             while True:
-                result = await self._client.range(ops.scan(start, end, keys_only=True, limit=_PAGE))
+                result = await self._client.range(ops.scan(start, end, limit=_PAGE))
                 for kv in result.kvs:
                     name = self._keys.parse_queue(kv.key)
-                    if name is not None:
+                    if name is not None and kv.value == QUEUE_MARK:
                         names.add(name)
                 if not result.more or not result.kvs:
                     break
@@ -489,7 +489,12 @@ class EtcdBackend:
             guarded = []
             for queue in chunk:
                 start, end = self._keys.queue_keys_range(queue)
-                guarded.append(ops.nested([ops.absent(start, end)], [ops.delete(self._keys.queue(queue))]))
+                key = self._keys.queue(queue)
+                guarded.append(
+                    ops.nested(
+                        [ops.value_is(key, QUEUE_MARK), ops.absent(start, end)], [ops.delete(key)]
+                    )
+                )
             try:
                 await self._client.txn(ops.txn(success=guarded))
             except EntroQError as exc:  # housekeeping only: a read-only user cannot do it

@@ -15,8 +15,12 @@ Under the prefix ``P`` (default ``/entroq/``), each task has four keys:
 - ``P s/<queue>\\0<inverted claims>\\0<at>\\0<id>`` with no value: stats count
   these, and the first one in a queue has the most claims.
 
-and each queue that ever held a task has ``P q/<queue>`` (no value; removed by a
-guarded Txn once the queue is empty) so queues can be listed without scanning tasks.
+and each queue that ever held a task has ``P q/<queue>`` (value ``QUEUE_MARK``;
+removed by a guarded Txn once the queue is empty) so queues can be listed without
+scanning tasks. Keys under the prefix that EntroQ did not write are skipped by
+claims and listings and never deleted (a registry key is only deleted if it
+holds ``QUEUE_MARK``); only a key made to look like one of a queue's index keys,
+NUL separators included, could be counted by its stats.
 
 Why a hash-ordered ready index: etcd 3.4 walks every key of a range in memory
 even when the range has a limit, so a claim must read a key range that holds
@@ -33,6 +37,7 @@ import hashlib
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "/entroq/"
+QUEUE_MARK = b"\xe1queue"
 
 HASH_DIGITS = 8
 HASH_SPACE = 16**HASH_DIGITS

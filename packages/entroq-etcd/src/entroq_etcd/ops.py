@@ -83,6 +83,11 @@ def absent(key: bytes, end: bytes = b"") -> Compare:
     )
 
 
+def value_is(key: bytes, value: bytes) -> Compare:
+    """The key exists and holds ``value``."""
+    return Compare(key=key, target=Compare.VALUE, result=Compare.EQUAL, value=value)
+
+
 def txn(
     compare: Iterable[Compare] = (),
     success: Iterable[RequestOp] = (),

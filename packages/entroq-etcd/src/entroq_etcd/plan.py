@@ -14,7 +14,7 @@ from entroq_core.timeutil import to_ms
 from entroq_core.types import TaskData, TaskID
 
 from . import ops
-from .keys import KeyLayout
+from .keys import QUEUE_MARK, KeyLayout
 from .record import Record, decode, encode
 
 
@@ -220,7 +220,7 @@ def build(
         inserted.append((record, data.value))
 
     for queue in sorted(registry):
-        success.append(ops.put(keys.queue(queue), b""))
+        success.append(ops.put(keys.queue(queue), QUEUE_MARK))
     failure = [ops.get(keys.task(task_id)) for task_id in named]
     return Plan(
         request=ops.txn(compare, success, failure),
