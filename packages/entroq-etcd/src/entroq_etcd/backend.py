@@ -130,24 +130,32 @@ class EtcdBackend:
             pos += 1 + n
             count = sum(r.count for r in window_resps)
             self._sizer.observe(queue, width, count)
-            window = [kv for r in window_resps for kv in r.kvs]
-            if not window and not due_resp.kvs and width < HASH_SPACE:
+            window = self._ours(queue, [kv for r in window_resps for kv in r.kvs])
+            due = self._ours(queue, list(due_resp.kvs))
+            if not window and not due and width < HASH_SPACE:
                 # An empty sample of a queue that may have shrunk: look at all of it.
                 start, end = self._keys.ready_range(queue)
                 full = await self._client.range(ops.scan(start, end, limit=TARGET, serializable=True))
                 self._sizer.observe(queue, HASH_SPACE, full.count)
-                window = list(full.kvs)
-            due = list(due_resp.kvs)
+                window = self._ours(queue, list(full.kvs))
             out[queue] = (due, window) if (due or window) else None
+        return out
+
+    def _ours(self, queue: str, kvs: list[ops.KeyValue]) -> list[ops.KeyValue]:
+        """Index entries this backend wrote; anything else under the prefix is skipped."""
+        out = []
+        for kv in kvs:
+            parsed = self._keys.parse_index(kv.key)
+            record = decode(kv.value)
+            if parsed and record and record.id == parsed.task_id and record.queue == queue:
+                out.append(kv)
         return out
 
     async def _claim_one(
         self, request: ClaimRequest, queue: str, kv: ops.KeyValue, now: int
     ) -> Task | None:
-        parsed = self._keys.parse_index(kv.key)
         old = decode(kv.value)
-        if parsed is None or old is None or old.id != parsed.task_id or old.queue != queue:
-            return None  # not ours; never touched
+        assert old is not None  # filtered by _ours
         new = old.claimed(request.claimant, now, request.duration_ms)
         success = claim_ops(self._keys, kv.key, old, new)
         success.append(ops.get(self._keys.value(old.id)))
