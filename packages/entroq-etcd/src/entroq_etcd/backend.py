@@ -43,6 +43,8 @@ log = logging.getLogger("entroq.etcd")
 
 _CLAIM_ROUNDS = 20  # candidate reads per try_claim before reporting a conflict
 _CLAIM_TRIES_PER_READ = 3  # candidates tried from one read
+_CANDIDATES = 12  # ready keys returned per window read (the window holds ~TARGET)
+_SPARE_MS = 1000  # how long unused candidates of a read are worth trying
 _MODIFY_ATTEMPTS = 8
 _PROMOTE_AT = 2 * TARGET  # due future-index keys before a claim promotes them
 _CACHE_SIZE = 10_000
@@ -69,6 +71,8 @@ class EtcdBackend:
         # Records this handle wrote or read, with their mod_revision: a modify of a
         # task just claimed needs no read first. A stale entry only fails a compare.
         self._cache: OrderedDict[str, Current] = OrderedDict()
+        # Unused candidates of the last read per queue: (expiry ms, index entries).
+        self._spares: dict[str, tuple[int, list[ops.KeyValue]]] = {}
         self._closed = False
 
     # --- claims -------------------------------------------------------------------
@@ -79,6 +83,9 @@ class EtcdBackend:
         queues = list(request.queues)
         self._rand.shuffle(queues)
         for round_ in range(_CLAIM_ROUNDS):
+            task = await self._claim_spare(request, queues)
+            if task is not None:
+                return task
             now = now_ms()
             found_any = False
             for chunk in _chunks(queues, _READ_OPS // 3):
@@ -87,16 +94,26 @@ class EtcdBackend:
                     kvs = candidates[queue]
                     if not kvs:
                         continue
-                    found_any = True
                     due, window = kvs
                     pool = due + window
                     self._rand.shuffle(pool)
-                    for kv in pool[:_CLAIM_TRIES_PER_READ]:
-                        task = await self._claim_one(request, queue, kv, now)
+                    tried = 0
+                    while pool:
+                        kv = pool.pop()
+                        old = self._ours(queue, kv)
+                        if old is None:
+                            continue  # someone else's key: skipped, never touched
+                        found_any = True
+                        task = await self._claim_one(request, kv, old, now)
                         if task is not None:
                             if len(due) >= _PROMOTE_AT:
                                 await self._promote(queue, [d for d in due if d is not kv])
+                            elif pool:
+                                self._spares[queue] = (now_ms() + _SPARE_MS, pool)
                             return task
+                        tried += 1
+                        if tried >= _CLAIM_TRIES_PER_READ:
+                            break
                         now = now_ms()
             if not found_any:
                 return None
@@ -104,6 +121,33 @@ class EtcdBackend:
         raise RetryableConflict(
             f"claim from {list(request.queues)} lost {_CLAIM_ROUNDS} races in a row"
         )
+
+    async def _claim_spare(self, request: ClaimRequest, queues: list[str]) -> Task | None:
+        """Try candidates left over from this handle's last read of a queue.
+
+        A read returns several candidates and a claim takes one: the rest usually
+        stay available for a while, and trying one costs no read. A spare that
+        another claimer took fails its compare, and then the queue's spares go.
+        """
+        for queue in queues:
+            entry = self._spares.get(queue)
+            if entry is None:
+                continue
+            expires, pool = entry
+            now = now_ms()
+            while pool and now < expires:
+                kv = pool.pop()
+                old = self._ours(queue, kv)
+                if old is None:
+                    continue
+                task = await self._claim_one(request, kv, old, now)
+                if task is not None:
+                    if not pool:
+                        self._spares.pop(queue, None)
+                    return task
+                break
+            self._spares.pop(queue, None)
+        return None
 
     async def _candidates(
         self, queues: list[str], now: int
@@ -115,9 +159,11 @@ class EtcdBackend:
             start, width = self._sizer.window(queue)
             pieces = self._keys.ready_window(queue, start, width)
             due_start, due_end = self._keys.due_range(queue, now)
+            # Due keys are the oldest first: read more of them, so a backlog is seen
+            # (and promoted) while a random pick still spreads competing claimers.
             reads.append(ops.ranged(ops.scan(due_start, due_end, limit=TARGET, serializable=True)))
             for lo, hi in pieces:
-                reads.append(ops.ranged(ops.scan(lo, hi, limit=TARGET, serializable=True)))
+                reads.append(ops.ranged(ops.scan(lo, hi, limit=_CANDIDATES, serializable=True)))
             layout.append((queue, width, len(pieces)))
         results = ops.range_results(
             await self._client.txn(ops.txn(success=reads), read_only=True)
@@ -130,32 +176,35 @@ class EtcdBackend:
             pos += 1 + n
             count = sum(r.count for r in window_resps)
             self._sizer.observe(queue, width, count)
-            window = self._ours(queue, [kv for r in window_resps for kv in r.kvs])
-            due = self._ours(queue, list(due_resp.kvs))
+            window = [kv for r in window_resps for kv in r.kvs]
+            # Due entries are few and may include foreign keys that cannot be claimed.
+            due = [kv for kv in due_resp.kvs if self._ours(queue, kv) is not None]
             if not window and not due and width < HASH_SPACE:
                 # An empty sample of a queue that may have shrunk: look at all of it.
-                start, end = self._keys.ready_range(queue)
-                full = await self._client.range(ops.scan(start, end, limit=TARGET, serializable=True))
-                self._sizer.observe(queue, HASH_SPACE, full.count)
-                window = self._ours(queue, list(full.kvs))
+                pieces = self._keys.ready_window(queue, self._rand.randrange(HASH_SPACE), HASH_SPACE)
+                reads = [
+                    ops.ranged(ops.scan(lo, hi, limit=_CANDIDATES, serializable=True))
+                    for lo, hi in pieces
+                ]
+                full = ops.range_results(
+                    await self._client.txn(ops.txn(success=reads), read_only=True)
+                )
+                self._sizer.observe(queue, HASH_SPACE, sum(r.count for r in full))
+                window = [kv for r in full for kv in r.kvs]
             out[queue] = (due, window) if (due or window) else None
         return out
 
-    def _ours(self, queue: str, kvs: list[ops.KeyValue]) -> list[ops.KeyValue]:
-        """Index entries this backend wrote; anything else under the prefix is skipped."""
-        out = []
-        for kv in kvs:
-            parsed = self._keys.parse_index(kv.key)
-            record = decode(kv.value)
-            if parsed and record and record.id == parsed.task_id and record.queue == queue:
-                out.append(kv)
-        return out
+    def _ours(self, queue: str, kv: ops.KeyValue) -> Record | None:
+        """The record of an index entry this backend wrote, or None for anything else."""
+        parsed = self._keys.parse_index(kv.key)
+        record = decode(kv.value)
+        if parsed and record and record.id == parsed.task_id and record.queue == queue:
+            return record
+        return None
 
     async def _claim_one(
-        self, request: ClaimRequest, queue: str, kv: ops.KeyValue, now: int
+        self, request: ClaimRequest, kv: ops.KeyValue, old: Record, now: int
     ) -> Task | None:
-        old = decode(kv.value)
-        assert old is not None  # filtered by _ours
         new = old.claimed(request.claimant, now, request.duration_ms)
         success = claim_ops(self._keys, kv.key, old, new)
         success.append(ops.get(self._keys.value(old.id)))

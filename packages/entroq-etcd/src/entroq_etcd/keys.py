@@ -139,10 +139,12 @@ class KeyLayout:
     def ready_window(self, queue: str, start: int, width: int) -> list[tuple[bytes, bytes]]:
         """Ready keys whose hash is in [start, start+width), wrapping around the space."""
         base = self._r + queue.encode() + _SEP
-        if width >= HASH_SPACE:
-            return [(base, prefix_end(base))]
         start %= HASH_SPACE
-        end = start + width
+        if width >= HASH_SPACE and start == 0:
+            return [(base, prefix_end(base))]
+        # A whole-queue window still starts at a random point: a read with a limit
+        # returns keys from its start, and that start must not favour any task.
+        end = start + min(width, HASH_SPACE)
         pieces = [(start, min(end, HASH_SPACE))]
         if end > HASH_SPACE:
             pieces.append((0, end - HASH_SPACE))

@@ -158,6 +158,7 @@ def build(
         compare.append(ops.mod_is(keys.task(d.id), current.mod_revision))
         success.append(ops.delete(keys.task(d.id)))
         success.append(ops.delete(keys.value(d.id)))
+        # Both places, always: a writer whose clock runs ahead may have filed it as ready.
         for key in keys.index_candidates(record.queue, record.at_ms, d.id):
             success.append(ops.delete(key))
         success.append(ops.delete(keys.stats(record.queue, record.claims, record.at_ms, d.id)))
@@ -259,3 +260,4 @@ def _replace_keys(keys: KeyLayout, old: Record, new: Record, now_ms: int) -> lis
         out.append(ops.delete(old_stats))
     out.append(ops.put(new_stats, b""))
     return out
+

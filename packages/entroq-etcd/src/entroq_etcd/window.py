@@ -29,7 +29,7 @@ class WindowSizer:
         """Return (start, width) of the window to read next for ``queue``."""
         size = self._estimate.get(queue, _FIRST_GUESS)
         if size <= TARGET:
-            return 0, HASH_SPACE
+            return self._rand.randrange(HASH_SPACE), HASH_SPACE
         width = max(1, min(HASH_SPACE, int(HASH_SPACE * TARGET / size)))
         return self._rand.randrange(HASH_SPACE), width
 
