@@ -29,13 +29,15 @@ async def bench_target(target: Target, runs: int, quick: bool) -> list[Record]:
     async with target.start() as url:
         for workers in target.workers:
             samples = await _median(
-                runs, lambda w=workers: measures.cycles_per_second(url, w, max_batch=target.max_batch)
+                runs,
+                lambda w=workers: measures.cycles_per_second(url, w, max_batch=target.max_batch),
             )
             out.append(median_record(label, "cycles_per_s", "cycles/s", samples, workers=workers))
             print(out[-1].metric, out[-1].params.get("workers"), out[-1].value, file=sys.stderr)
         for batch in target.batches:
             samples = await _median(
-                runs, lambda b=batch: measures.inserts_per_second(url, b, max_batch=target.max_batch)
+                runs,
+                lambda b=batch: measures.inserts_per_second(url, b, max_batch=target.max_batch),
             )
             out.append(median_record(label, "insert_per_s", "tasks/s", samples, batch=batch))
         for depth in depths:

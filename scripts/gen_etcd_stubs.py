@@ -54,8 +54,15 @@ IMPORT_RENAMES = {
     "etcd/auth/authpb/auth.proto": f"{PROTO_PKG}/auth.proto",
 }
 EXIT_NO_DEB = 3  # --from-deb could not download the package (not a staleness failure)
-GENERATED = ("kv_pb2.py", "kv_pb2.pyi", "auth_pb2.py", "auth_pb2.pyi", "rpc_pb2.py",
-             "rpc_pb2.pyi", "rpc_pb2_grpc.py")
+GENERATED = (
+    "kv_pb2.py",
+    "kv_pb2.pyi",
+    "auth_pb2.py",
+    "auth_pb2.pyi",
+    "rpc_pb2.py",
+    "rpc_pb2.pyi",
+    "rpc_pb2_grpc.py",
+)
 
 
 # --- stripping -----------------------------------------------------------------
@@ -93,10 +100,12 @@ def _drop_field_options(text: str) -> str:
 def strip_proto(text: str, origin: str) -> str:
     """Return ``text`` without Go-only options and HTTP annotations, imports renamed."""
     text = text.replace("\r\n", "\n")
-    text = re.sub(r'(?m)^[ \t]*// for grpc-gateway\n(?=import "google/api/annotations\.proto";)',
-                  "", text)
-    text = re.sub(r'(?m)^[ \t]*import "(gogoproto/gogo|google/api/annotations)\.proto";\n', "",
-                  text)
+    text = re.sub(
+        r'(?m)^[ \t]*// for grpc-gateway\n(?=import "google/api/annotations\.proto";)', "", text
+    )
+    text = re.sub(
+        r'(?m)^[ \t]*import "(gogoproto/gogo|google/api/annotations)\.proto";\n', "", text
+    )
     text = re.sub(r"(?m)^[ \t]*option \(gogoproto\.[^;]*;\n", "", text)
     text = _drop_http_options(text)
     text = _drop_field_options(text)
@@ -116,16 +125,21 @@ def strip_proto(text: str, origin: str) -> str:
 
 
 def fetch_deb(workdir: Path, version: str | None) -> tuple[Path, str]:
-    """Download the .deb with apt-get (a given version, or the candidate); return it and its version."""
+    """Download the .deb with apt-get (a given version, or the candidate).
+
+    Returns the .deb's path and its Debian version.
+    """
     spec = f"{DEB_PACKAGE}={version}" if version else DEB_PACKAGE
-    result = subprocess.run(["apt-get", "download", spec], cwd=workdir, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        ["apt-get", "download", spec], cwd=workdir, capture_output=True, text=True, check=False
+    )
     debs = sorted(workdir.glob(f"{DEB_PACKAGE}_*.deb"))
     if result.returncode != 0 or not debs:
         raise FileNotFoundError(f"apt-get download {spec} failed: {result.stderr.strip()}")
     deb = debs[0]
-    got = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    got = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return deb, got
 
 
@@ -182,8 +196,14 @@ def _reexec_in_private_env(argv: list[str]) -> int:
         print(f"creating {env_dir} with grpcio-tools=={GRPCIO_TOOLS_VERSION}", file=sys.stderr)
         venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet",
-             f"grpcio-tools=={GRPCIO_TOOLS_VERSION}"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"grpcio-tools=={GRPCIO_TOOLS_VERSION}",
+            ],
             check=True,
         )
     return subprocess.run([str(python), __file__, *argv], check=False).returncode
@@ -202,11 +222,12 @@ def init_text(protos: dict[str, str]) -> str:
     record = dict(line.split(" ", 1) for line in protos["ETCD_VERSION"].splitlines() if line)
     etcd = record.get("etcd", "?")
     return (
-        f'"""Generated gRPC stubs for etcd {etcd}\'s v3 API (scripts/gen_etcd_stubs.py; do not edit).\n'
-        '\n'
+        f'"""Generated gRPC stubs for etcd {etcd}\'s v3 API '
+        "(scripts/gen_etcd_stubs.py; do not edit).\n"
+        "\n"
         f"Made from the protos in Debian's {record.get('debian', '?')}\n"
         f"with grpcio-tools "
-        f'{GRPCIO_TOOLS_VERSION}; the stripped protos are in packages/entroq-etcd/proto/.\n'
+        f"{GRPCIO_TOOLS_VERSION}; the stripped protos are in packages/entroq-etcd/proto/.\n"
         '"""\n'
         "\n"
         f'ETCD_VERSION = "{etcd}"\n'
@@ -252,8 +273,14 @@ def _compare(where: Path, files: dict[str, str], exhaustive: bool) -> list[str]:
         path = where / name
         old = path.read_text(encoding="utf-8") if path.exists() else ""
         if old != text:
-            diff = difflib.unified_diff(old.splitlines(), text.splitlines(),
-                                        f"committed/{name}", f"fresh/{name}", lineterm="", n=1)
+            diff = difflib.unified_diff(
+                old.splitlines(),
+                text.splitlines(),
+                f"committed/{name}",
+                f"fresh/{name}",
+                lineterm="",
+                n=1,
+            )
             stale.append("\n".join(list(diff)[:40]) or f"{name}: differs")
     return stale
 
@@ -262,9 +289,11 @@ def main(argv: list[str]) -> int:
     """Generate or check; return the exit status."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if committed files differ")
-    parser.add_argument("--from-deb", action="store_true",
-                        help="start from Debian's .deb (apt-get download) instead of the "
-                             "committed stripped protos")
+    parser.add_argument(
+        "--from-deb",
+        action="store_true",
+        help="start from Debian's .deb (apt-get download) instead of the committed stripped protos",
+    )
     parser.add_argument("--deb", type=Path, help="use this .deb instead of downloading")
     opts = parser.parse_args(argv)
     if not _tools_ok():
@@ -275,9 +304,12 @@ def main(argv: list[str]) -> int:
         if opts.from_deb or opts.deb:
             if opts.deb:
                 deb = opts.deb
-                deb_version = subprocess.run(["dpkg-deb", "-f", str(deb), "Version"],
-                                             capture_output=True, text=True,
-                                             check=True).stdout.strip()
+                deb_version = subprocess.run(
+                    ["dpkg-deb", "-f", str(deb), "Version"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.strip()
             else:
                 # A check pins the recorded version: a newer Debian upload is a
                 # deliberate regeneration, not a CI failure.
@@ -297,11 +329,14 @@ def main(argv: list[str]) -> int:
         if opts.from_deb or opts.deb:
             proto_files = {k: v for k, v in protos.items() if k != "ETCD_VERSION"}
             stale += _compare(PROTO_ROOT / PROTO_PKG, proto_files, exhaustive=True)
-            stale += _compare(PROTO_ROOT, {"ETCD_VERSION": protos["ETCD_VERSION"]},
-                              exhaustive=False)
+            stale += _compare(
+                PROTO_ROOT, {"ETCD_VERSION": protos["ETCD_VERSION"]}, exhaustive=False
+            )
         if stale:
-            print("etcd stubs are stale; run: python scripts/gen_etcd_stubs.py --from-deb",
-                  file=sys.stderr)
+            print(
+                "etcd stubs are stale; run: python scripts/gen_etcd_stubs.py --from-deb",
+                file=sys.stderr,
+            )
             print("\n".join(stale), file=sys.stderr)
             return 1
         print(f"{OUT_DIR.relative_to(ROOT)} is up to date (grpcio-tools {GRPCIO_TOOLS_VERSION})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 from datetime import timedelta
 
@@ -27,7 +26,8 @@ def test_a_waiter_wakes_when_another_process_inserts(etcd_url: str) -> None:
         "from entroq_etcd.backend import open_backend\n"
         "async def main():\n"
         "    b = await open_backend(sys.argv[1])\n"
-        "    await b.modify(ModifyRequest('other', inserts=(TaskData('jobs', value=b'from afar'),)))\n"
+        "    data = TaskData('jobs', value=b'from afar')\n"
+        "    await b.modify(ModifyRequest('other', inserts=(data,)))\n"
         "    await b.aclose()\n"
         "asyncio.run(main())\n"
     )
@@ -61,7 +61,9 @@ def test_a_waiter_wakes_when_a_future_task_from_another_handle_comes_due(etcd_ur
             )
             await asyncio.sleep(0.2)
             at = utcnow() + timedelta(milliseconds=500)
-            await other.modify(ModifyRequest("x", inserts=(TaskData("later", at=at, value=b"due"),)))
+            await other.modify(
+                ModifyRequest("x", inserts=(TaskData("later", at=at, value=b"due"),))
+            )
             async with asyncio.timeout(HANG_GUARD):
                 task = await waiter
             assert task.value == b"due"
@@ -80,7 +82,9 @@ async def _drain(etcd_url: str, queue: str, workers: int) -> list[str]:
     async def worker(n: int) -> None:
         backend = await open_backend(etcd_url)
         try:
-            while (task := await backend.try_claim(ClaimRequest(f"w{n}", (queue,), 60_000))) is not None:
+            while (
+                task := await backend.try_claim(ClaimRequest(f"w{n}", (queue,), 60_000))
+            ) is not None:
                 claimed.append(task.id)
         finally:
             await backend.aclose()
@@ -146,9 +150,13 @@ def test_a_task_recreated_with_the_same_id_and_version_is_modified_after_a_retry
         a = await open_backend(etcd_url)
         b = await open_backend(etcd_url)
         try:
-            first = (await a.modify(ModifyRequest("a", inserts=(TaskData("q", id="x"),)))).inserted[0]
+            first = (await a.modify(ModifyRequest("a", inserts=(TaskData("q", id="x"),)))).inserted[
+                0
+            ]
             await b.modify(ModifyRequest("b", deletes=(first.as_id(),)))
-            again = (await b.modify(ModifyRequest("b", inserts=(TaskData("q", id="x", value=b"2"),)))).inserted[0]
+            again = (
+                await b.modify(ModifyRequest("b", inserts=(TaskData("q", id="x", value=b"2"),)))
+            ).inserted[0]
             assert again.as_id() == first.as_id()
             done = await a.modify(ModifyRequest("a", changes=(), deletes=(first.as_id(),)))
             assert done.changed == ()

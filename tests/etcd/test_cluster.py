@@ -79,7 +79,9 @@ def test_work_survives_one_member_and_fails_cleanly_without_quorum(cluster: Etcd
     async def run() -> None:
         setup = await open_backend(url, call_timeout=CALL_TIMEOUT)
         done = await setup.modify(
-            ModifyRequest("setup", inserts=tuple(TaskData(QUEUE, value=b"%d" % i) for i in range(TASKS)))
+            ModifyRequest(
+                "setup", inserts=tuple(TaskData(QUEUE, value=b"%d" % i) for i in range(TASKS))
+            )
         )
         before = {t.id for t in done.inserted}
         await setup.aclose()
@@ -90,13 +92,22 @@ def test_work_survives_one_member_and_fails_cleanly_without_quorum(cluster: Etcd
         workers = [
             asyncio.create_task(_worker(h, f"w{i}", ledger, stop)) for i, h in enumerate(handles)
         ]
+        # A blocking claim whose Watch stream lives on the member about to die.
+        waiting = await open_backend(url, call_timeout=CALL_TIMEOUT)
+        waiter = asyncio.create_task(waiting.claim(ClaimRequest("waiter", ("wake",), 60_000), 3600))
         try:
             await _until(lambda: len(ledger.done) >= 30, "first deletes")
+            assert not waiter.done()
 
             # One member down (the one every handle talks to first): work carries on.
             cluster.members[0].kill(signal.SIGKILL)
             mark = len(ledger.done)
             await _until(lambda: len(ledger.done) >= mark + 30, "deletes after losing one member")
+            # The waiter's watch moved to a live member: an insert still wakes it.
+            await handles[1].modify(ModifyRequest("x", inserts=(TaskData("wake", value=b"hi"),)))
+            async with asyncio.timeout(HANG_GUARD):
+                woken = await waiter
+            assert woken.value == b"hi"
 
             # A second member down: no quorum. Calls fail as unavailable, promptly.
             cluster.members[1].kill(signal.SIGKILL)
@@ -124,12 +135,15 @@ def test_work_survives_one_member_and_fails_cleanly_without_quorum(cluster: Etcd
             cluster.restart(cluster.members[1])
             stop.clear()
             workers = [
-                asyncio.create_task(_worker(h, f"w{i}", ledger, stop)) for i, h in enumerate(handles)
+                asyncio.create_task(_worker(h, f"w{i}", ledger, stop))
+                for i, h in enumerate(handles)
             ]
             check = await open_backend(url, call_timeout=CALL_TIMEOUT)
 
             async def remaining() -> set[str]:
-                return {t.id async for t in check.tasks(TasksRequest(queue=QUEUE, omit_values=True))}
+                return {
+                    t.id async for t in check.tasks(TasksRequest(queue=QUEUE, omit_values=True))
+                }
 
             async with asyncio.timeout(120):
                 while await remaining():
@@ -143,6 +157,9 @@ def test_work_survives_one_member_and_fails_cleanly_without_quorum(cluster: Etcd
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+            await waiting.aclose()
             for h in handles:
                 await h.aclose()
 

@@ -72,14 +72,18 @@ def test_values_over_etcds_request_limit_name_the_field(etcd_url: str) -> None:
             assert info.value.field == "inserts[0].value"
             with pytest.raises(MessageTooLarge) as info:
                 await backend.modify(
-                    ModifyRequest("me", inserts=(TaskData("q", value=half), TaskData("q", value=half)))
+                    ModifyRequest(
+                        "me", inserts=(TaskData("q", value=half), TaskData("q", value=half))
+                    )
                 )
             assert info.value.field == "modification"
             done = await backend.modify(ModifyRequest("me", inserts=(TaskData("q", value=half),)))
             task = done.inserted[0]
             with pytest.raises(MessageTooLarge) as info:
                 await backend.modify(
-                    ModifyRequest("me", changes=(TaskChange(task.as_id(), TaskData("q", value=big)),))
+                    ModifyRequest(
+                        "me", changes=(TaskChange(task.as_id(), TaskData("q", value=big)),)
+                    )
                 )
             assert info.value.field == "changes[0].new.value"
             claimed = await backend.try_claim(ClaimRequest("me", ("q",), 10_000))

@@ -43,7 +43,9 @@ def test_foreign_keys_are_ignored_and_kept(etcd_url: str) -> None:
             for key, value in foreign.items():
                 await raw.put(key, value)
             done = await backend.modify(
-                ModifyRequest("me", inserts=tuple(TaskData("jobs", value=b"%d" % i) for i in range(5)))
+                ModifyRequest(
+                    "me", inserts=tuple(TaskData("jobs", value=b"%d" % i) for i in range(5))
+                )
             )
             ours = {t.id for t in done.inserted}
 
@@ -65,7 +67,9 @@ def test_foreign_keys_are_ignored_and_kept(etcd_url: str) -> None:
             assert info.value.field == "inserts[0].id"
 
             claimed = set()
-            while (task := await backend.try_claim(ClaimRequest("w", ("jobs",), 60_000))) is not None:
+            while (
+                task := await backend.try_claim(ClaimRequest("w", ("jobs",), 60_000))
+            ) is not None:
                 claimed.add(task.id)
                 await backend.modify(ModifyRequest("w", deletes=(task.as_id(),)))
             assert claimed == ours

@@ -125,7 +125,9 @@ def test_url_with_endpoints_credentials_prefix_and_options() -> None:
         ("etcd://h:1", {"cert_file": "/c.pem"}, "cert_file"),
     ],
 )
-def test_bad_urls_and_options_name_the_field(url: str, options: dict[str, object], field: str) -> None:
+def test_bad_urls_and_options_name_the_field(
+    url: str, options: dict[str, object], field: str
+) -> None:
     with pytest.raises(InvalidArgument) as info:
         config.parse(url, options)
     assert info.value.field == field

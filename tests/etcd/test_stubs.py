@@ -39,7 +39,7 @@ def test_committed_protos_match_debians_stripped_protos() -> None:
 
 
 def test_stripping_removes_go_options_and_http_annotations() -> None:
-    source = '''syntax = "proto3";
+    source = """syntax = "proto3";
 package etcdserverpb;
 
 import "gogoproto/gogo.proto";
@@ -63,7 +63,7 @@ message RangeRequest {
   bytes key = 1 [(gogoproto.nullable) = false];
   int64 limit = 2 [deprecated = true, (gogoproto.customname) = "Lim"];
 }
-'''
+"""
     text = gen_etcd_stubs.strip_proto(source, "rpc.proto")
     body = text.split("\n", 2)[2]  # after the two header comment lines
     assert "gogoproto" not in body and "google" not in body

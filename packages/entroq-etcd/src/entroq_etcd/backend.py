@@ -165,9 +165,7 @@ class EtcdBackend:
             for lo, hi in pieces:
                 reads.append(ops.ranged(ops.scan(lo, hi, limit=_CANDIDATES, serializable=True)))
             layout.append((queue, width, len(pieces)))
-        results = ops.range_results(
-            await self._client.txn(ops.txn(success=reads), read_only=True)
-        )
+        results = ops.range_results(await self._client.txn(ops.txn(success=reads), read_only=True))
         out: dict[str, tuple[list[ops.KeyValue], list[ops.KeyValue]] | None] = {}
         pos = 0
         for queue, width, n in layout:
@@ -181,7 +179,9 @@ class EtcdBackend:
             due = [kv for kv in due_resp.kvs if self._ours(queue, kv) is not None]
             if not window and not due and width < HASH_SPACE:
                 # An empty sample of a queue that may have shrunk: look at all of it.
-                pieces = self._keys.ready_window(queue, self._rand.randrange(HASH_SPACE), HASH_SPACE)
+                pieces = self._keys.ready_window(
+                    queue, self._rand.randrange(HASH_SPACE), HASH_SPACE
+                )
                 reads = [
                     ops.ranged(ops.scan(lo, hi, limit=_CANDIDATES, serializable=True))
                     for lo, hi in pieces
@@ -208,9 +208,7 @@ class EtcdBackend:
         new = old.claimed(request.claimant, now, request.duration_ms)
         success = claim_ops(self._keys, kv.key, old, new)
         success.append(ops.get(self._keys.value(old.id)))
-        response = await self._client.txn(
-            ops.txn([ops.mod_is(kv.key, kv.mod_revision)], success)
-        )
+        response = await self._client.txn(ops.txn([ops.mod_is(kv.key, kv.mod_revision)], success))
         if not response.succeeded:
             return None
         self._remember(new, response.header.revision)
@@ -228,7 +226,10 @@ class EtcdBackend:
             moves.append(
                 ops.nested(
                     [ops.mod_is(kv.key, kv.mod_revision)],
-                    [ops.delete(kv.key), ops.put(self._keys.ready(queue, parsed.task_id), kv.value)],
+                    [
+                        ops.delete(kv.key),
+                        ops.put(self._keys.ready(queue, parsed.task_id), kv.value),
+                    ],
                 )
             )
         if not moves:
@@ -253,8 +254,12 @@ class EtcdBackend:
             reads = []
             for queue in chunk:
                 start, end = self._keys.not_due_range(queue, now)
-                reads.append(ops.ranged(ops.scan(start, end, limit=1, keys_only=True, serializable=True)))
-            results = ops.range_results(await self._client.txn(ops.txn(success=reads), read_only=True))
+                reads.append(
+                    ops.ranged(ops.scan(start, end, limit=1, keys_only=True, serializable=True))
+                )
+            results = ops.range_results(
+                await self._client.txn(ops.txn(success=reads), read_only=True)
+            )
             for result in results:
                 for kv in result.kvs:
                     at = self._keys.parse_future_at(kv.key)
@@ -309,9 +314,10 @@ class EtcdBackend:
             if response.succeeded:
                 return self._applied(plan, response.header.revision, now)
             # The failure branch read every named task at the failing revision.
+            reads = ops.range_results(response)
             state = {
                 task_id: current_from(list(result.kvs))
-                for task_id, result in zip(_named(request, inserts), ops.range_results(response))
+                for task_id, result in zip(_named(request, inserts), reads, strict=True)
             }
             fresh = True
             verdict = diagnose(request, inserts, state, self._keys, now_ms())
@@ -373,7 +379,7 @@ class EtcdBackend:
             response = await self._client.txn(
                 ops.txn(success=[ops.get(self._keys.task(t)) for t in chunk]), read_only=True
             )
-            for task_id, result in zip(chunk, ops.range_results(response)):
+            for task_id, result in zip(chunk, ops.range_results(response), strict=True):
                 state[task_id] = current_from(list(result.kvs))
         return state
 
@@ -381,8 +387,8 @@ class EtcdBackend:
         for task_id in plan.deleted:
             self._cache.pop(task_id, None)
         woken: dict[str, int] = {}
-        inserted = []
-        changed = []
+        inserted: list[Task] = []
+        changed: list[Task] = []
         for out, items in ((inserted, plan.inserted), (changed, plan.changed)):
             for record, value in items:
                 self._remember(record, revision)
@@ -432,7 +438,7 @@ class EtcdBackend:
                     ops.txn(success=[ops.get(self._keys.task(t)) for t in chunk]), read_only=True
                 )
                 batch = []
-                for task_id, result in zip(chunk, ops.range_results(response)):
+                for task_id, result in zip(chunk, ops.range_results(response), strict=True):
                     current = current_from(list(result.kvs))
                     record = current.record
                     if record is None or record.id != task_id:
@@ -443,10 +449,15 @@ class EtcdBackend:
                 yield batch
             return
         revision = 0
-        for start, end in (self._keys.ready_range(request.queue), self._keys.future_range(request.queue)):
+        for start, end in (
+            self._keys.ready_range(request.queue),
+            self._keys.future_range(request.queue),
+        ):
             key = start
             while True:
-                result = await self._client.range(ops.scan(key, end, limit=_PAGE, revision=revision))
+                result = await self._client.range(
+                    ops.scan(key, end, limit=_PAGE, revision=revision)
+                )
                 revision = revision or result.header.revision
                 batch = []
                 for kv in result.kvs:
@@ -469,7 +480,7 @@ class EtcdBackend:
             response = await self._client.txn(
                 ops.txn(success=[ops.get(self._keys.value(r.id)) for r in chunk]), read_only=True
             )
-            for record, result in zip(chunk, ops.range_results(response)):
+            for record, result in zip(chunk, ops.range_results(response), strict=True):
                 if result.kvs:
                     values[record.id] = result.kvs[0].value
         return values
@@ -493,11 +504,18 @@ class EtcdBackend:
                 ):
                     reads.append(
                         ops.ranged(
-                            ops.scan(start, end, count_only=count_only, keys_only=True,
-                                     limit=0 if count_only else 1)
+                            ops.scan(
+                                start,
+                                end,
+                                count_only=count_only,
+                                keys_only=True,
+                                limit=0 if count_only else 1,
+                            )
                         )
                     )
-            results = ops.range_results(await self._client.txn(ops.txn(success=reads), read_only=True))
+            results = ops.range_results(
+                await self._client.txn(ops.txn(success=reads), read_only=True)
+            )
             for i, queue in enumerate(chunk):
                 ready, future, due, fresh, first = results[5 * i : 5 * i + 5]
                 total = ready.count + future.count

@@ -103,7 +103,9 @@ class EtcdClient:
         """Read a key or range (retried on another endpoint if one fails)."""
         return await self.call(_RANGE, request, rpc_pb2.RangeResponse, safe=True)
 
-    async def txn(self, request: rpc_pb2.TxnRequest, *, read_only: bool = False) -> rpc_pb2.TxnResponse:
+    async def txn(
+        self, request: rpc_pb2.TxnRequest, *, read_only: bool = False
+    ) -> rpc_pb2.TxnResponse:
         """Run a Txn; writes are not retried when their outcome is unknown."""
         return await self.call(_TXN, request, rpc_pb2.TxnResponse, safe=read_only)
 
@@ -201,7 +203,7 @@ class EtcdClient:
         if channel is None:
             target = self.config.endpoints[index]
             if self.config.tls:
-                options = list(_CHANNEL_OPTIONS)
+                options: list[tuple[str, Any]] = list(_CHANNEL_OPTIONS)
                 if self.config.server_name:
                     options.append(("grpc.ssl_target_name_override", self.config.server_name))
                 channel = grpc.aio.secure_channel(target, self._credentials(), options=options)
@@ -265,7 +267,9 @@ def _map_error(code: grpc.StatusCode, details: str, endpoint: str, request: Mess
         return PermissionDenied(where)
     if "request is too large" in details or code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return MessageTooLarge(
-            "modification", f"<{request.ByteSize()} bytes>", f"etcd refused it as too large ({where})"
+            "modification",
+            f"<{request.ByteSize()} bytes>",
+            f"etcd refused it as too large ({where})",
         )
     if "too many operations in txn request" in details:
         ops = len(getattr(request, "success", ()))

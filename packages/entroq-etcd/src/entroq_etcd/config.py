@@ -25,8 +25,16 @@ DEFAULT_CALL_TIMEOUT = 5.0
 DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024  # etcd's --max-request-bytes default
 
 _KNOWN = {
-    "prefix", "user", "password", "tls", "ca_file", "cert_file", "key_file", "server_name",
-    "call_timeout", "max_request_bytes",
+    "prefix",
+    "user",
+    "password",
+    "tls",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "server_name",
+    "call_timeout",
+    "max_request_bytes",
 }
 
 
@@ -107,10 +115,12 @@ def parse(url: str, options: dict[str, Any]) -> EtcdConfig:
         settings[key] = value
     for key, value in options.items():
         if key not in _KNOWN:
-            raise InvalidArgument(key, value, f"is not an etcd backend option; known: {sorted(_KNOWN)}")
+            raise InvalidArgument(
+                key, value, f"is not an etcd backend option; known: {sorted(_KNOWN)}"
+            )
         settings[key] = value
 
-    prefix = settings.get("prefix", DEFAULT_PREFIX)
+    prefix: Any = settings.get("prefix", DEFAULT_PREFIX)
     if not isinstance(prefix, str) or not prefix or "\x00" in prefix:
         raise InvalidArgument("prefix", prefix, "must be a non-empty string without NUL")
     for name in ("user", "password", "ca_file", "cert_file", "key_file", "server_name"):
@@ -118,9 +128,11 @@ def parse(url: str, options: dict[str, Any]) -> EtcdConfig:
             raise InvalidArgument(name, settings[name], "must be a string")
     if settings.get("password") is not None and not settings.get("user"):
         raise InvalidArgument("user", settings.get("user"), "a password needs a user name")
-    cert, key = settings.get("cert_file"), settings.get("key_file")
-    if bool(cert) != bool(key):
-        raise InvalidArgument("cert_file", cert, "a client certificate needs both cert_file and key_file")
+    cert, key_file = settings.get("cert_file"), settings.get("key_file")
+    if bool(cert) != bool(key_file):
+        raise InvalidArgument(
+            "cert_file", cert, "a client certificate needs both cert_file and key_file"
+        )
     tls = _bool("tls", settings.get("tls", False)) or any(
         settings.get(n) for n in ("ca_file", "cert_file", "server_name")
     )
@@ -132,9 +144,11 @@ def parse(url: str, options: dict[str, Any]) -> EtcdConfig:
         tls=tls,
         ca_file=settings.get("ca_file"),
         cert_file=cert,
-        key_file=key,
+        key_file=key_file,
         server_name=settings.get("server_name"),
-        call_timeout=_positive("call_timeout", settings.get("call_timeout", DEFAULT_CALL_TIMEOUT), float),
+        call_timeout=_positive(
+            "call_timeout", settings.get("call_timeout", DEFAULT_CALL_TIMEOUT), float
+        ),
         max_request_bytes=_positive(
             "max_request_bytes", settings.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES), int
         ),

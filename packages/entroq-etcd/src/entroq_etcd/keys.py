@@ -40,10 +40,10 @@ DEFAULT_PREFIX = "/entroq/"
 QUEUE_MARK = b"\xe1queue"
 
 HASH_DIGITS = 8
-HASH_SPACE = 16**HASH_DIGITS
+HASH_SPACE: int = 1 << (4 * HASH_DIGITS)
 AT_DIGITS = 15  # ms since the epoch; datetime's year 9999 still fits.
 CLAIMS_DIGITS = 10
-MAX_CLAIMS = 10**CLAIMS_DIGITS - 1
+MAX_CLAIMS: int = int("9" * CLAIMS_DIGITS)
 _SEP = b"\x00"
 
 
@@ -61,8 +61,11 @@ def id_hash(task_id: str) -> int:
     return int.from_bytes(digest, "big") % HASH_SPACE
 
 
+_MAX_AT: int = int("9" * AT_DIGITS)
+
+
 def _at(ms: int) -> bytes:
-    return b"%0*d" % (AT_DIGITS, max(0, min(ms, 10**AT_DIGITS - 1)))
+    return b"%0*d" % (AT_DIGITS, max(0, min(ms, _MAX_AT)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,11 @@ class KeyLayout:
     def ready(self, queue: str, task_id: str) -> bytes:
         """Ready-index key of a task."""
         return b"%s%s\x00%0*x\x00%s" % (
-            self._r, queue.encode(), HASH_DIGITS, id_hash(task_id), task_id.encode()
+            self._r,
+            queue.encode(),
+            HASH_DIGITS,
+            id_hash(task_id),
+            task_id.encode(),
         )
 
     def future(self, queue: str, at_ms: int, task_id: str) -> bytes:
@@ -122,7 +129,12 @@ class KeyLayout:
         """Stats key of a task."""
         inverted = MAX_CLAIMS - min(claims, MAX_CLAIMS)
         return b"%s%s\x00%0*d\x00%s\x00%s" % (
-            self._s, queue.encode(), CLAIMS_DIGITS, inverted, _at(at_ms), task_id.encode()
+            self._s,
+            queue.encode(),
+            CLAIMS_DIGITS,
+            inverted,
+            _at(at_ms),
+            task_id.encode(),
         )
 
     def queue(self, queue: str) -> bytes:

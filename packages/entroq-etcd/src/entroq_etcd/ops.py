@@ -66,9 +66,7 @@ def nested(compare: Sequence[Compare], success: Sequence[RequestOp]) -> RequestO
 
 def mod_is(key: bytes, revision: int) -> Compare:
     """The key was last written at ``revision`` (0: the key is absent)."""
-    return Compare(
-        key=key, target=Compare.MOD, result=Compare.EQUAL, mod_revision=revision
-    )
+    return Compare(key=key, target=Compare.MOD, result=Compare.EQUAL, mod_revision=revision)
 
 
 def version_is(key: bytes, version: int) -> Compare:

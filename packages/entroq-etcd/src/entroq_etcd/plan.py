@@ -231,9 +231,7 @@ def build(
     )
 
 
-def claim_ops(
-    keys: KeyLayout, index_key: bytes, old: Record, new: Record
-) -> list[ops.RequestOp]:
+def claim_ops(keys: KeyLayout, index_key: bytes, old: Record, new: Record) -> list[ops.RequestOp]:
     """Operations moving a claimed task from ``index_key`` to its lease's future key."""
     encoded = encode(new)
     return [
@@ -260,4 +258,3 @@ def _replace_keys(keys: KeyLayout, old: Record, new: Record, now_ms: int) -> lis
         out.append(ops.delete(old_stats))
     out.append(ops.put(new_stats, b""))
     return out
-

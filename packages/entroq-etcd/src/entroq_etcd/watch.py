@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -59,6 +60,8 @@ class QueueWatcher:
         self._timers: dict[str, _Timers] = {}
         self._call: grpc.aio.StreamStreamCall | None = None  # type: ignore[type-arg]
         self._runner: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
+        self._resync = False
         self._closed = False
 
     async def ensure(self, queues: Iterable[str], timeout: float) -> None:
@@ -117,7 +120,12 @@ class QueueWatcher:
                     if self._call is not None:
                         cancel = rpc_pb2.WatchCancelRequest(watch_id=watch_id)
                         # Fire and forget: a late event for it is simply ignored.
-                        asyncio.ensure_future(self._call.write(rpc_pb2.WatchRequest(cancel_request=cancel)))
+                        self._spawn(self._call.write(rpc_pb2.WatchRequest(cancel_request=cancel)))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _send_create(self, queue: str) -> None:
         # Checked and marked before the first await, so a queue is never sent twice.
@@ -138,6 +146,9 @@ class QueueWatcher:
                 self._pending_creates = []
                 self._sent = set()
                 self._watch_ids = {}
+                # Events between the old stream's end and these watches' start are
+                # unknown: once etcd confirms them, every waiter looks again.
+                self._resync = bool(self._queues)
                 for queue in list(self._queues):
                     await self._send_create(queue)
                 async for response in call:
@@ -170,11 +181,15 @@ class QueueWatcher:
                     created = self._queues.get(queue)
                     if created is not None and not created.done():
                         created.set_exception(
-                            BackendUnavailable(f"etcd refused to watch queue {queue!r}: "
-                                               f"{response.cancel_reason}")
+                            BackendUnavailable(
+                                f"etcd refused to watch queue {queue!r}: {response.cancel_reason}"
+                            )
                         )
                         self._queues.pop(queue, None)
                     return
+                if self._resync and not self._pending_creates:
+                    self._resync = False
+                    self._wakeups.notify_all()
                 if queue in self._queues:
                     self._watch_ids[response.watch_id] = queue
                     creates_left = queue in self._pending_creates
@@ -183,12 +198,12 @@ class QueueWatcher:
                         created.set_result(None)
             return
         if response.canceled:
-            queue = self._watch_ids.pop(response.watch_id, None)
-            if queue is not None and response.compact_revision:
+            queue = self._watch_ids.pop(response.watch_id, "")
+            if queue and response.compact_revision:
                 # Fell behind compaction: start over for this queue and ring its waiters.
                 self._wakeups.notify(queue, 1 << 30)
                 self._sent.discard(queue)
-                asyncio.ensure_future(self._send_create(queue))
+                self._spawn(self._send_create(queue))
             return
         if response.watch_id not in self._watch_ids:
             return
