@@ -86,3 +86,24 @@ def test_foreign_keys_are_ignored_and_kept(etcd_url: str) -> None:
             await raw.close()
 
     asyncio.run(run())
+
+
+def test_an_emptied_queue_leaves_the_registry(etcd_url: str) -> None:
+    parts = urlsplit(etcd_url)
+    endpoint = parts.netloc.split(",")[0]
+    prefix = parts.path.encode()
+
+    async def run() -> None:
+        raw = RawEtcd(endpoint)
+        backend = await open_backend(etcd_url)
+        try:
+            done = await backend.modify(ModifyRequest("me", inserts=(TaskData("brief"),)))
+            assert await raw.get(prefix + b"q/brief") is not None
+            await backend.modify(ModifyRequest("me", deletes=(done.inserted[0].as_id(),)))
+            assert await backend.queue_stats(QueuesRequest()) == {}
+            assert await raw.keys(prefix) == []
+        finally:
+            await backend.aclose()
+            await raw.close()
+
+    asyncio.run(run())
