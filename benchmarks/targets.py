@@ -16,6 +16,15 @@ async def _mem() -> AsyncIterator[str]:
     yield f"mem://bench-{uuid.uuid4().hex}"
 
 
+@asynccontextmanager
+async def _grpc() -> AsyncIterator[str]:
+    # A separate `entroq-svc --backend mem` process, as users deploy it.
+    from scripts.servers.entroq_svc import svc_process
+
+    with svc_process("mem") as url:
+        yield url
+
+
 # Extra, backend-specific measurements: (label, url, runs) -> records.
 ExtraMeasure = Callable[[str, str, int], Awaitable[list[Record]]]
 
@@ -48,9 +57,16 @@ def _etcd_target() -> Target:
     )
 
 
+def _grpc_target() -> Target:
+    from .grpc_measures import grpc_extras
+
+    return Target("grpc", _grpc, workers=(1, 8, 64), depths=(1_000, 100_000), extras=[grpc_extras])
+
+
 TARGETS: dict[str, Target] = {
     "mem": Target("mem", _mem, rss=True),
     "etcd": _etcd_target(),
+    "grpc": _grpc_target(),
 }
 
 

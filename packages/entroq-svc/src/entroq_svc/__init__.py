@@ -1,0 +1,9 @@
+"""entroq-svc: serve any EntroQ backend over the EntroQ gRPC protocol."""
+
+from __future__ import annotations
+
+from .server import EntroQServer, TlsFiles, backend_url, serve
+
+__version__ = "0.1.0"
+
+__all__ = ["EntroQServer", "TlsFiles", "__version__", "backend_url", "serve"]

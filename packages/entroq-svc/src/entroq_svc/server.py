@@ -1,0 +1,207 @@
+"""The entroq-svc server: the EntroQ service, health and reflection on one grpc.aio server."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from entroq_core.backend import Backend
+from entroq_core.errors import InvalidArgument
+from entroq_core.registry import connect
+from entroq_grpc.convert import SERVICE_NAME
+from entroq_grpc.servicer import EntroQServicer
+
+log = logging.getLogger("entroq_svc")
+
+DEFAULT_PORT = 37706
+DEFAULT_MAX_MESSAGE_MB = 10
+DEFAULT_GRACE_SECONDS = 10.0
+
+# Room for the rest of a request around a value of the maximum size.
+_ENVELOPE_BYTES = 64 * 1024
+
+
+def backend_url(name_or_url: str, environ: dict[str, str] | None = None) -> str:
+    """Turn ``--backend`` into a URL.
+
+    A value with ``://`` is a URL already. A bare name such as ``pg`` becomes the
+    value of ``ENTROQ_PG_URL`` if that is set, else ``pg://`` (the backend's own
+    defaults, usually from its standard environment variables).
+
+    Raises:
+        InvalidArgument: an empty or malformed name.
+    """
+    value = name_or_url.strip()
+    if "://" in value:
+        return value
+    if not value or not value.replace("-", "_").replace("_", "").isalnum():
+        raise InvalidArgument("backend", name_or_url, "give a backend name like mem or a URL")
+    env = os.environ if environ is None else environ
+    return env.get(f"ENTROQ_{value.upper().replace('-', '_')}_URL") or f"{value.lower()}://"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for serving TLS; ``client_ca`` turns on mutual TLS."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Server credentials read from the files."""
+        return grpc.ssl_server_credentials(
+            [(self.key.read_bytes(), self.cert.read_bytes())],
+            root_certificates=self.client_ca.read_bytes() if self.client_ca else None,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+class EntroQServer:
+    """A started server; stop it with :meth:`stop`.
+
+    Example::
+
+        server = await EntroQServer.start(await entroq_core.connect("mem://"), port=0)
+        print(server.port)
+        await server.stop()
+    """
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        servicer: EntroQServicer,
+        health_servicer: health.aio.HealthServicer,
+        port: int,
+        address: str,
+    ) -> None:
+        self._server = server
+        self._servicer = servicer
+        self._health = health_servicer
+        self._port = port
+        self._address = address
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the server listens on."""
+        return self._address
+
+    @property
+    def servicer(self) -> EntroQServicer:
+        """The EntroQ servicer."""
+        return self._servicer
+
+    @classmethod
+    async def start(
+        cls,
+        backend: Backend,
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        max_message_mb: float = DEFAULT_MAX_MESSAGE_MB,
+        tls: TlsFiles | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> EntroQServer:
+        """Serve ``backend`` on ``host:port`` until :meth:`stop`.
+
+        ``interceptors`` (for example authentication) wrap every RPC.
+
+        Raises:
+            InvalidArgument: a bad size limit, or the address cannot be bound.
+        """
+        if max_message_mb <= 0:
+            raise InvalidArgument("max_message_mb", max_message_mb, "must be positive")
+        max_bytes = int(max_message_mb * 1024 * 1024)
+        server = grpc.aio.server(
+            interceptors=tuple(interceptors),
+            options=[
+                ("grpc.max_receive_message_length", max_bytes + _ENVELOPE_BYTES),
+                ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        servicer = EntroQServicer(backend, max_value_bytes=max_bytes)
+        server.add_generic_rpc_handlers((servicer.handler(),))
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            if tls is not None:
+                bound = server.add_secure_port(address, tls.credentials())
+            else:
+                bound = server.add_insecure_port(address)
+        except (RuntimeError, OSError) as exc:
+            raise InvalidArgument("address", address, f"cannot listen: {exc}") from None
+        if not bound:
+            raise InvalidArgument("address", address, "cannot listen (in use?)")
+        await server.start()
+        serving = health_pb2.HealthCheckResponse.SERVING
+        await health_servicer.set("", serving)
+        await health_servicer.set(SERVICE_NAME, serving)
+        bound_address = f"{address.rpartition(':')[0]}:{bound}"
+        log.info(
+            "serving",
+            extra={
+                "address": bound_address,
+                "tls": tls is not None,
+                "max_message_mb": max_message_mb,
+            },
+        )
+        return cls(server, servicer, health_servicer, bound, bound_address)
+
+    async def stop(self, grace: float = DEFAULT_GRACE_SECONDS) -> None:
+        """Shut down gracefully, then close the backend.
+
+        Health turns NOT_SERVING, waiting Claims end with UNAVAILABLE (their clients
+        retry elsewhere), new calls are refused, and calls in flight (Modify) get up
+        to ``grace`` seconds to finish.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        await self._health.enter_graceful_shutdown()
+        waiting = self._servicer.drain()
+        log.info("draining", extra={"waiting_claims": waiting, "grace_seconds": grace})
+        await self._server.stop(grace)
+        await self._servicer.backend.aclose()
+        log.info("stopped")
+
+    async def wait_for_termination(self) -> None:
+        """Wait until the server has stopped."""
+        await self._server.wait_for_termination()
+
+
+async def serve(
+    name_or_url: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    max_message_mb: float = DEFAULT_MAX_MESSAGE_MB,
+    tls: TlsFiles | None = None,
+) -> EntroQServer:
+    """Open the backend through the registry and start serving it."""
+    url = backend_url(name_or_url)
+    backend = await connect(url)
+    try:
+        return await EntroQServer.start(
+            backend, host=host, port=port, max_message_mb=max_message_mb, tls=tls
+        )
+    except BaseException:
+        await backend.aclose()
+        raise

@@ -1,0 +1,274 @@
+"""entroq-svc: the real command as a subprocess, its options, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from entroq_core import EntroQ, Modification
+from entroq_core.errors import BackendUnavailable, InvalidArgument
+from entroq_core.mem import MemBackend
+from entroq_core.requests import ModifyRequest
+from entroq_core.types import ModifyResult
+from entroq_grpc._proto import entroq_pb2 as pb
+from entroq_grpc._proto import entroq_pb2_grpc
+from entroq_svc.server import backend_url
+from scripts.servers.entroq_svc import ServerThread, start_svc, svc_command
+
+WAIT = 60.0
+
+
+def health_status(address: str, service: str = "") -> int:
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=WAIT
+        )
+    return int(reply.status)
+
+
+def run_svc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*svc_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+# --- the real process ----------------------------------------------------------------------
+
+
+def test_svc_serves_then_stops_on_sigterm_with_exit_0() -> None:
+    svc = start_svc("mem")
+    try:
+        assert health_status(svc.address) == health_pb2.HealthCheckResponse.SERVING
+        assert health_status(svc.address, "proto.EntroQ") == health_pb2.HealthCheckResponse.SERVING
+        claim_error: list[BaseException] = []
+        with EntroQ(svc.url) as eq:
+            eq.modify(Modification().insert("svc/q", b"hello"))
+            task = eq.claim("svc/q", 10, timeout=WAIT)
+            assert task.value == b"hello"
+
+        def wait_forever() -> None:
+            with EntroQ(svc.url) as waiter:
+                try:
+                    waiter.claim("svc/empty", 10)
+                except BaseException as exc:
+                    claim_error.append(exc)
+
+        waiting = threading.Thread(target=wait_forever)
+        waiting.start()
+        # Wait until the claim is parked on the server before stopping it.
+        with grpc.insecure_channel(svc.address) as channel:
+            stub = entroq_pb2_grpc.EntroQStub(channel)
+            stub.Time(pb.TimeRequest(), timeout=WAIT)
+        assert svc.terminate(timeout=WAIT) == 0
+        waiting.join(WAIT)
+        assert not waiting.is_alive()
+    finally:
+        if svc.proc.poll() is None:
+            svc.proc.kill()
+            svc.proc.wait()
+        text = svc.logs()
+        svc.close()
+    assert claim_error and isinstance(claim_error[0], BackendUnavailable)
+    logs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    messages = [entry["message"] for entry in logs]
+    assert "serving" in messages and "shutdown requested" in messages and "stopped" in messages
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in logs)
+
+
+def test_sigint_also_stops_cleanly() -> None:
+    svc = start_svc("mem")
+    svc.proc.send_signal(signal.SIGINT)
+    try:
+        assert svc.proc.wait(WAIT) == 0
+    finally:
+        svc.close()
+
+
+def test_list_backends_shows_installed_schemes() -> None:
+    done = run_svc("--list-backends")
+    assert done.returncode == 0, done.stderr
+    schemes = {line.split("\t")[0] for line in done.stdout.splitlines()}
+    assert {"mem", "grpc", "grpcs"} <= schemes
+
+
+def test_list_backends_reports_a_broken_plugin_without_dying(tmp_path: Path) -> None:
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[entroq.backends]\nbroken = no_such_module_anywhere:open_backend\n"
+    )
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    done = run_svc("--list-backends", env={"PYTHONPATH": path})
+    assert done.returncode == 0, done.stderr
+    assert "mem" in done.stdout
+    assert "broken" in done.stderr and "BROKEN" in done.stderr
+    assert "no_such_module_anywhere" in done.stderr
+
+
+def test_unknown_backend_fails_with_the_installed_list() -> None:
+    done = run_svc("--backend", "nosuch", "--port", "0")
+    assert done.returncode == 2
+    assert "nosuch" in done.stderr and "mem" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--tls-cert", "/x.pem"], "go together"),
+        (["--tls-client-ca", "/ca.pem"], "needs --tls-cert"),
+        (["--port", "70000"], "--port"),
+        (["--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"], "no such file"),
+    ],
+)
+def test_bad_options_are_refused(args: list[str], complaint: str) -> None:
+    done = run_svc(*args)
+    assert done.returncode == 2
+    assert complaint in done.stderr
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        done = run_svc("--port", str(s.getsockname()[1]))
+    assert done.returncode == 2
+    assert "cannot listen" in done.stderr
+
+
+def test_max_message_mb_sets_the_value_limit() -> None:
+    svc = start_svc("mem", ["--max-message-mb", "0.5"])
+    try:
+        with EntroQ(svc.url) as eq:
+            eq.modify(Modification().insert("svc/size", b"x" * (512 * 1024)))
+            with pytest.raises(InvalidArgument):
+                eq.modify(Modification().insert("svc/size", b"x" * (512 * 1024 + 1)))
+    finally:
+        assert svc.terminate(WAIT) == 0
+        svc.close()
+
+
+# --- backend names -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "env", "url"),
+    [
+        ("mem", {}, "mem://"),
+        ("pg", {}, "pg://"),
+        ("pg", {"ENTROQ_PG_URL": "pg://u@db/q"}, "pg://u@db/q"),
+        ("ETCD", {"ENTROQ_ETCD_URL": "etcd://h:2379"}, "etcd://h:2379"),
+        ("pg://explicit/db", {"ENTROQ_PG_URL": "pg://ignored"}, "pg://explicit/db"),
+        ("my-store", {}, "my-store://"),
+    ],
+)
+def test_backend_names_become_urls(given: str, env: dict[str, str], url: str) -> None:
+    assert backend_url(given, env) == url
+
+
+@pytest.mark.parametrize("given", ["", "  ", "a b", "x;y"])
+def test_bad_backend_names_are_invalid(given: str) -> None:
+    with pytest.raises(InvalidArgument):
+        backend_url(given, {})
+
+
+# --- graceful shutdown, observed from inside ------------------------------------------------
+
+
+class GatedBackend(MemBackend):
+    """mem whose Modify waits for the test to open a gate, and which records aclose."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.closed = threading.Event()
+
+    async def modify(self, request: ModifyRequest) -> ModifyResult:
+        if any(d.queue == "gated" for d in request.inserts):
+            self.entered.set()
+            await asyncio.to_thread(self.gate.wait, WAIT)
+        return await super().modify(request)
+
+    async def aclose(self) -> None:
+        self.closed.set()
+        await super().aclose()
+
+
+@pytest.fixture
+def gated() -> Iterator[tuple[ServerThread, GatedBackend]]:
+    backend = GatedBackend()
+    srv = ServerThread(backend=backend).start()
+    yield srv, backend
+    backend.gate.set()
+    srv.stop()
+
+
+def test_shutdown_finishes_modify_ends_claims_and_closes_backend(
+    gated: tuple[ServerThread, GatedBackend],
+) -> None:
+    srv, backend = gated
+    assert srv.server is not None
+    server = srv.server
+    with grpc.insecure_channel(srv.address) as channel:
+        stub = entroq_pb2_grpc.EntroQStub(channel)
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="proto.EntroQ"), timeout=WAIT
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        modify = stub.Modify.future(
+            pb.ModifyRequest(claimant_id="c", inserts=[pb.TaskData(queue="gated", value=b"v")]),
+            timeout=WAIT,
+        )
+        claim = stub.Claim.future(
+            pb.ClaimRequest(claimant_id="c", queues=["nothing"], duration_ms=1000), timeout=WAIT
+        )
+        assert backend.entered.wait(WAIT)
+        servicer = server.servicer
+        deadline = time.monotonic() + WAIT
+        while servicer.waiting_claims == 0:
+            assert time.monotonic() < deadline, "the claim never reached the server"
+            time.sleep(0.01)
+        stopping = asyncio.run_coroutine_threadsafe(server.stop(grace=WAIT), srv.loop)
+        # Health turns NOT_SERVING while the Modify is still in flight.
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # An open Watch is a call in flight too: end it so only the Modify holds shutdown.
+        watch.cancel()
+        # The waiting claim is told to go elsewhere at once.
+        with pytest.raises(grpc.RpcError) as info:
+            claim.result(WAIT)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert not modify.done() and not backend.closed.is_set()
+        backend.gate.set()
+        done = modify.result(WAIT)
+        assert done.inserted[0].value == b"v"
+        stopping.result(WAIT)
+        assert backend.closed.is_set()
+    srv.server = None  # already stopped
+
+
+def test_module_entry_point_runs_the_same_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "entroq_svc", "--list-backends"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert done.returncode == 0 and "mem" in done.stdout
