@@ -31,8 +31,9 @@ def test_workers_on_two_handles_process_each_task_once_with_renewals(etcd_url: s
             mod.insert("todo", b"%d" % i)
         await producer.modify(mod)
         clients = [AsyncEntroQ(await open_backend(etcd_url)) for _ in range(2)]
+        fast = Backoff(base=0.05)
         workers = [
-            Worker(c, "todo", handle, concurrency=3, lease=0.3, poll=1.0, backoff=Backoff(base=0.05))
+            Worker(c, "todo", handle, concurrency=3, lease=0.3, poll=1.0, backoff=fast)
             for c in clients
         ]
         runs = [asyncio.create_task(w.run()) for w in workers]
