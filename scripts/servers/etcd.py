@@ -29,6 +29,7 @@ URL_ENV = "ENTROQ_TEST_ETCD_URL"
 # etcd's default of 128 operations per Txn caps a modification at ~30 tasks; the
 # backend reports that limit clearly, but tests and benchmarks want headroom.
 MAX_TXN_OPS = 4096
+COMPACTION_RETENTION = "1m"
 
 
 class EtcdNotInstalled(RuntimeError):
@@ -97,6 +98,12 @@ class EtcdMember:
             f"entroq-test-{os.getpid()}",
             "--max-txn-ops",
             str(MAX_TXN_OPS),
+            # Deleted keys stay in etcd's index until compacted and every range
+            # walks them: as in production, compact the history regularly.
+            "--auto-compaction-mode",
+            "periodic",
+            "--auto-compaction-retention",
+            COMPACTION_RETENTION,
         ]
         log = self.log_path.open("ab")
         try:

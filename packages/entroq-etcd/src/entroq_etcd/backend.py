@@ -45,6 +45,8 @@ _CLAIM_ROUNDS = 20  # candidate reads per try_claim before reporting a conflict
 _CLAIM_TRIES_PER_READ = 3  # candidates tried from one read
 _CANDIDATES = 12  # ready keys returned per window read (the window holds ~TARGET)
 _SPARE_MS = 1000  # how long unused candidates of a read are worth trying
+_CLOCK_SKEW_MS = 60_000  # clock differences between writers this backend tolerates
+_MAX_TRACKED_QUEUES = 4096
 _MODIFY_ATTEMPTS = 8
 _PROMOTE_AT = 2 * TARGET  # due future-index keys before a claim promotes them
 _CACHE_SIZE = 10_000
@@ -73,6 +75,8 @@ class EtcdBackend:
         self._cache: OrderedDict[str, Current] = OrderedDict()
         # Unused candidates of the last read per queue: (expiry ms, index entries).
         self._spares: dict[str, tuple[int, list[ops.KeyValue]]] = {}
+        # Per queue, the arrival time below which no due key can be (see _raise_due_floor).
+        self._due_floor: dict[str, int] = {}
         self._closed = False
 
     # --- claims -------------------------------------------------------------------
@@ -158,7 +162,7 @@ class EtcdBackend:
         for queue in queues:
             start, width = self._sizer.window(queue)
             pieces = self._keys.ready_window(queue, start, width)
-            due_start, due_end = self._keys.due_range(queue, now)
+            due_start, due_end = self._keys.due_range(queue, now, self._due_floor.get(queue, 0))
             # Due keys are the oldest first: read more of them, so a backlog is seen
             # (and promoted) while a random pick still spreads competing claimers.
             reads.append(ops.ranged(ops.scan(due_start, due_end, limit=TARGET, serializable=True)))
@@ -177,6 +181,7 @@ class EtcdBackend:
             window = [kv for r in window_resps for kv in r.kvs]
             # Due entries are few and may include foreign keys that cannot be claimed.
             due = [kv for kv in due_resp.kvs if self._ours(queue, kv) is not None]
+            self._raise_due_floor(queue, due_resp.kvs, now)
             if not window and not due and width < HASH_SPACE:
                 # An empty sample of a queue that may have shrunk: look at all of it.
                 pieces = self._keys.ready_window(
@@ -193,6 +198,26 @@ class EtcdBackend:
                 window = [kv for r in full for kv in r.kvs]
             out[queue] = (due, window) if (due or window) else None
         return out
+
+    def _raise_due_floor(self, queue: str, due: Iterable[ops.KeyValue], now: int) -> None:
+        """Remember where this queue's due keys start, so later reads skip what is below.
+
+        etcd keeps deleted keys (tombstones) in its index until the history is
+        compacted, and a range visits them all. Every lease leaves a future-index
+        key behind when its task is done, so a due range read from the start of
+        the queue would visit the whole uncompacted history. Keys written later
+        have ``at`` after their writer's now, so the oldest live due key (or now)
+        less a margin for clock skew between writers bounds every due key to come.
+        """
+        oldest = now
+        for kv in due:
+            at = self._keys.parse_future_at(kv.key)
+            if at is not None:
+                oldest = min(oldest, at)
+                break  # ranges are in key order: the first is the oldest
+        if len(self._due_floor) >= _MAX_TRACKED_QUEUES and queue not in self._due_floor:
+            self._due_floor.pop(next(iter(self._due_floor)))
+        self._due_floor[queue] = max(0, oldest - _CLOCK_SKEW_MS)
 
     def _ours(self, queue: str, kv: ops.KeyValue) -> Record | None:
         """The record of an index entry this backend wrote, or None for anything else."""

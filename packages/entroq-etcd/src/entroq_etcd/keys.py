@@ -172,10 +172,10 @@ class KeyLayout:
         start = self._f + queue.encode() + _SEP
         return start, prefix_end(start)
 
-    def due_range(self, queue: str, now_ms: int) -> tuple[bytes, bytes]:
-        """Future-index keys whose arrival time is at or before ``now_ms``."""
+    def due_range(self, queue: str, now_ms: int, since_ms: int = 0) -> tuple[bytes, bytes]:
+        """Future-index keys arriving in [since_ms, now_ms]."""
         start = self._f + queue.encode() + _SEP
-        return start, start + _at(now_ms + 1)
+        return start + (_at(since_ms) if since_ms > 0 else b""), start + _at(now_ms + 1)
 
     def not_due_range(self, queue: str, now_ms: int) -> tuple[bytes, bytes]:
         """Future-index keys still in the future at ``now_ms``."""
