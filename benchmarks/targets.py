@@ -59,8 +59,15 @@ def _etcd_target() -> Target:
 
 def _grpc_target() -> Target:
     from .grpc_measures import grpc_extras
+    from .worker_measures import worker_records
 
-    return Target("grpc", _grpc, workers=(1, 8, 64), depths=(1_000, 100_000), extras=[grpc_extras])
+    return Target(
+        "grpc",
+        _grpc,
+        workers=(1, 8, 64),
+        depths=(1_000, 100_000),
+        extras=[grpc_extras, worker_records],
+    )
 
 
 TARGETS: dict[str, Target] = {
