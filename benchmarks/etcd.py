@@ -15,8 +15,9 @@ from .record import Record, median_record
 MAX_BATCH = 500
 
 
-# Raw Txn rates taken on a fresh server, right before the EntroQ measurements:
-# after a run's 1e5-task fills and cleanups etcd (3.4, no defrag) is much slower.
+# Raw Txn rates taken on a fresh server, right before the EntroQ measurements,
+# and again at the end: after a run's 1e5-task fills and cleanups etcd is slower
+# (its index holds deleted keys until compaction, its db file is not defragmented).
 _FRESH_RAW: dict[str, list[float]] = {}
 RAW_RUNS = 3
 
