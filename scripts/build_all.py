@@ -1,6 +1,6 @@
 """Build every distribution's wheel and sdist into dist/ (the root has no [project]).
 
-    hatch run build:all            # or: python scripts/build_all.py [OUT_DIR]
+hatch run build:all            # or: python scripts/build_all.py [OUT_DIR]
 """
 
 from __future__ import annotations
