@@ -12,11 +12,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def build_all(out: Path) -> list[Path]:
-    """Build each packages/* distribution with hatchling; return the files made."""
+def build_all(out: Path, only: tuple[str, ...] = ()) -> list[Path]:
+    """Build each packages/* distribution (or only those named) with hatchling.
+
+    Returns the files made.
+    """
     out.mkdir(parents=True, exist_ok=True)
     before = set(out.iterdir())
     for package in sorted((ROOT / "packages").iterdir()):
+        if only and package.name not in only:
+            continue
         if (package / "pyproject.toml").exists():
             subprocess.run(
                 [sys.executable, "-m", "hatchling", "build", "-d", str(out)],
