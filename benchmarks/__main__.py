@@ -28,16 +28,22 @@ async def bench_target(target: Target, runs: int, quick: bool) -> list[Record]:
     depths = [d for d in target.depths if not quick or d <= 100_000]
     async with target.start() as url:
         for workers in target.workers:
-            samples = await _median(runs, lambda w=workers: measures.cycles_per_second(url, w))
+            samples = await _median(
+                runs,
+                lambda w=workers: measures.cycles_per_second(url, w, max_batch=target.max_batch),
+            )
             out.append(median_record(label, "cycles_per_s", "cycles/s", samples, workers=workers))
             print(out[-1].metric, out[-1].params.get("workers"), out[-1].value, file=sys.stderr)
         for batch in target.batches:
-            samples = await _median(runs, lambda b=batch: measures.inserts_per_second(url, b))
+            samples = await _median(
+                runs,
+                lambda b=batch: measures.inserts_per_second(url, b, max_batch=target.max_batch),
+            )
             out.append(median_record(label, "insert_per_s", "tasks/s", samples, batch=batch))
         for depth in depths:
             p50s, p99s = [], []
             for _ in range(runs):
-                p50, p99 = await measures.claim_latency_ms(url, depth)
+                p50, p99 = await measures.claim_latency_ms(url, depth, max_batch=target.max_batch)
                 p50s.append(p50)
                 p99s.append(p99)
             out.append(median_record(label, "claim_latency_ms_p50", "ms", p50s, depth=depth))

@@ -31,6 +31,31 @@ async def rpc_latency_ms(url: str, samples: int = 2000) -> tuple[float, float]:
     return percentile(timings, 50), percentile(timings, 99)
 
 
+async def rpc_per_second(url: str, concurrency: int, seconds: float = 3.0) -> float:
+    """Time RPCs per second with ``concurrency`` clients: the service's ceiling for any RPC.
+
+    A claim+delete cycle is two RPCs, so cycles/s can be at most half of this.
+    """
+    clients = [await AsyncEntroQ.open(url) for _ in range(concurrency)]
+    for c in clients:
+        await c.time()
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def call(eq: AsyncEntroQ) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await eq.time()
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(call(c) for c in clients))
+    elapsed = time.perf_counter() - started
+    for c in clients:
+        await c.aclose()
+    return done / elapsed
+
+
 async def cross_process_wake_ms(url: str, samples: int = 50) -> tuple[float, float]:
     """p50 and p99 from an insert's commit here to a Claim returning in another process."""
     queue = measures.fresh_queue("wake2")
@@ -85,6 +110,9 @@ async def grpc_extras(label: str, url: str, runs: int) -> list[Record]:
         p99s.append(p99)
     out.append(median_record(label, "rpc_latency_ms_p50", "ms", p50s, rpc="Time"))
     out.append(median_record(label, "rpc_latency_ms_p99", "ms", p99s, rpc="Time"))
+    for w in (1, 64):
+        samples = [await rpc_per_second(url, w) for _ in range(runs)]
+        out.append(median_record(label, "rpc_per_s", "calls/s", samples, rpc="Time", workers=w))
     p50s, p99s = [], []
     for _ in range(runs):
         p50, p99 = await cross_process_wake_ms(url)

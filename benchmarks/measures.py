@@ -28,12 +28,12 @@ async def fill(
 
 
 async def cycles_per_second(
-    url: str, workers: int, seconds: float = 3.0, preload: int = 20_000
+    url: str, workers: int, seconds: float = 3.0, preload: int = 20_000, max_batch: int = 5000
 ) -> float:
     """Claim+delete cycles per second with ``workers`` concurrent clients."""
     setup = await AsyncEntroQ.open(url)
     queue = fresh_queue("cycles")
-    await fill(setup, queue, preload)
+    await fill(setup, queue, preload, batch=min(5000, max_batch))
     clients = [await AsyncEntroQ.open(url) for _ in range(workers)]
     done = 0
     deadline = time.perf_counter() + seconds
@@ -50,11 +50,13 @@ async def cycles_per_second(
     started = time.perf_counter()
     await asyncio.gather(*(work(c) for c in clients))
     elapsed = time.perf_counter() - started
-    await _cleanup(setup, queue, clients)
+    await _cleanup(setup, queue, clients, max_batch)
     return done / elapsed
 
 
-async def inserts_per_second(url: str, batch: int, seconds: float = 2.0) -> float:
+async def inserts_per_second(
+    url: str, batch: int, seconds: float = 2.0, max_batch: int = 5000
+) -> float:
     """Tasks inserted per second, ``batch`` tasks per modify, one client."""
     eq = await AsyncEntroQ.open(url)
     queue = fresh_queue("insert")
@@ -68,15 +70,17 @@ async def inserts_per_second(url: str, batch: int, seconds: float = 2.0) -> floa
         await eq.modify(mod)
         inserted += batch
     elapsed = time.perf_counter() - started
-    await _cleanup(eq, queue, [])
+    await _cleanup(eq, queue, [], max_batch)
     return inserted / elapsed
 
 
-async def claim_latency_ms(url: str, depth: int, samples: int = 1000) -> tuple[float, float]:
+async def claim_latency_ms(
+    url: str, depth: int, samples: int = 1000, max_batch: int = 10_000
+) -> tuple[float, float]:
     """p50 and p99 of one TryClaim at queue ``depth`` (the task is released untimed)."""
     eq = await AsyncEntroQ.open(url)
     queue = fresh_queue(f"depth{depth}")
-    await fill(eq, queue, depth, batch=10_000)
+    await fill(eq, queue, depth, batch=min(10_000, max_batch))
     timings = []
     for _ in range(samples):
         started = time.perf_counter()
@@ -84,7 +88,7 @@ async def claim_latency_ms(url: str, depth: int, samples: int = 1000) -> tuple[f
         timings.append((time.perf_counter() - started) * 1000)
         assert task is not None
         await eq.modify(Modification().change(task))
-    await _cleanup(eq, queue, [])
+    await _cleanup(eq, queue, [], max_batch)
     return percentile(timings, 50), percentile(timings, 99)
 
 
@@ -106,13 +110,15 @@ async def wake_latency_ms(url: str, samples: int = 50) -> tuple[float, float]:
     return percentile(timings, 50), percentile(timings, 99)
 
 
-async def _cleanup(eq: AsyncEntroQ, queue: str, others: list[AsyncEntroQ]) -> None:
+async def _cleanup(
+    eq: AsyncEntroQ, queue: str, others: list[AsyncEntroQ], max_batch: int = 5000
+) -> None:
     """Delete what a measurement left behind on a shared server, then close clients.
 
     Measurements release or delete every task they claim, so nothing left is leased.
     """
     while True:
-        tasks = await eq.tasks(queue, limit=5000, omit_values=True)
+        tasks = await eq.tasks(queue, limit=min(5000, max_batch), omit_values=True)
         if not tasks:
             break
         mod = Modification()

@@ -67,16 +67,39 @@ class Target:
     depths: tuple[int, ...] = (1_000, 100_000, 1_000_000)
     rss: bool = False
     extras: list[ExtraMeasure] = field(default_factory=list)
+    # Most tasks one modify may carry (fills and cleanups split larger batches).
+    max_batch: int = 10_000
+
+
+def _etcd_target() -> Target:
+    from . import etcd
+
+    return Target(
+        "etcd",
+        etcd.start,
+        batches=(1, 100),
+        depths=(1_000, 100_000),
+        extras=[etcd.raw_txn_records],
+        max_batch=etcd.MAX_BATCH,
+    )
 
 
 def _grpc_target() -> Target:
     from .grpc_measures import grpc_extras
+    from .worker_measures import worker_records
 
-    return Target("grpc", _grpc, workers=(1, 8, 64), depths=(1_000, 100_000), extras=[grpc_extras])
+    return Target(
+        "grpc",
+        _grpc,
+        workers=(1, 8, 64),
+        depths=(1_000, 100_000),
+        extras=[grpc_extras, worker_records],
+    )
 
 
 TARGETS: dict[str, Target] = {
     "mem": Target("mem", _mem, rss=True),
+    "etcd": _etcd_target(),
     "grpc": _grpc_target(),
     "pg": _pg_target(),
     "pg-svc": Target("pg-svc", _pg_svc, workers=(1, 8, 32), depths=(1_000, 100_000)),
@@ -98,4 +121,5 @@ def resolve(spec: str) -> Target:
     scheme = spec.split("://", 1)[0]
     base = TARGETS.get(scheme)
     depths = base.depths if base else (1_000, 100_000)
-    return Target(spec, existing, depths=depths)
+    max_batch = base.max_batch if base else 10_000
+    return Target(spec, existing, depths=depths, max_batch=max_batch)

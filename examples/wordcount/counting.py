@@ -6,12 +6,13 @@ import json
 import re
 from collections import Counter
 
-WORD = re.compile(r"[a-z0-9']+")
+# Letters and digits in any script, with inner apostrophes: "doesn't", "café".
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
 
 def count_words(text: str) -> Counter[str]:
     """Lower-cased words of ``text`` and how often each occurs."""
-    return Counter(w.strip("'") for w in WORD.findall(text.lower()) if w.strip("'"))
+    return Counter(WORD.findall(text.lower()))
 
 
 def encode_file(path: str, text: str) -> bytes:

@@ -1,4 +1,4 @@
-"""The entroq-svc README's worker and producer run as written against a real entroq-svc."""
+"""The README's worker and producer run as written against a real entroq-svc."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from scripts.servers.entroq_svc import svc_process
 
-README = Path(__file__).resolve().parents[2] / "packages" / "entroq-svc" / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 EXAMPLE = re.compile(r"<!-- readme-example: (\S+) -->\n```python\n(.*?)```", re.S)
 WAIT = 120.0
 

@@ -1,0 +1,84 @@
+"""The etcd target: a throwaway single-member etcd, plus its raw Txn rate for reference."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from .record import Record, median_record
+
+# etcd refuses a Txn of more than --max-txn-ops operations (the launcher allows
+# 4096) or --max-request-bytes (1.5 MiB); an insert takes four operations.
+MAX_BATCH = 500
+
+
+# Raw Txn rates taken on a fresh server, right before the EntroQ measurements,
+# and again at the end: after a run's 1e5-task fills and cleanups etcd is slower
+# (its index holds deleted keys until compaction, its db file is not defragmented).
+_FRESH_RAW: dict[str, list[float]] = {}
+RAW_RUNS = 3
+
+
+@asynccontextmanager
+async def start() -> AsyncIterator[str]:
+    """Run a disk-backed single-member etcd like the test fixtures do."""
+    from scripts.servers.etcd import EtcdCluster
+
+    cluster = await asyncio.to_thread(lambda: EtcdCluster(1).start())
+    url = cluster.url + "/bench/"
+    try:
+        _FRESH_RAW[url] = [await raw_txn_per_second(url) for _ in range(RAW_RUNS)]
+        yield url
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+async def raw_txn_per_second(url: str, callers: int = 8, seconds: float = 3.0) -> float:
+    """Single-key Txns (one compare, one put) per second straight through grpc.aio."""
+    import grpc.aio
+
+    from entroq_etcd._etcdpb import rpc_pb2, rpc_pb2_grpc
+
+    endpoint = urlsplit(url).netloc.split(",")[0]
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def caller(n: int) -> None:
+            nonlocal done
+            key = b"/bench-raw/%d" % n
+            while time.perf_counter() < deadline:
+                request = rpc_pb2.TxnRequest(
+                    compare=[
+                        rpc_pb2.Compare(
+                            key=key,
+                            target=rpc_pb2.Compare.VERSION,
+                            result=rpc_pb2.Compare.GREATER,
+                            version=-1,
+                        )
+                    ],
+                    success=[
+                        rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=b"x" * 100))
+                    ],
+                )
+                await kv.Txn(request)
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller(n) for n in range(callers)))
+        return done / (time.perf_counter() - started)
+
+
+async def raw_txn_records(label: str, url: str, runs: int) -> list[Record]:
+    """The raw Txn rate with 8 concurrent callers on the same server: fresh and at the end."""
+    out = []
+    fresh = _FRESH_RAW.pop(url, None)
+    if fresh:
+        out.append(median_record(label, "raw_txn_per_s", "txn/s", fresh, callers=8, when="start"))
+    samples = [await raw_txn_per_second(url) for _ in range(runs)]
+    out.append(median_record(label, "raw_txn_per_s", "txn/s", samples, callers=8, when="end"))
+    return out

@@ -1,0 +1,196 @@
+"""Claims across handles and processes: watch wake-ups, big queues, due tasks, stale caches."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import timedelta
+
+import pytest
+
+from entroq_core.errors import DependencyError
+from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest
+from entroq_core.timeutil import utcnow
+from entroq_core.types import TaskData
+from entroq_etcd.backend import open_backend
+
+HANG_GUARD = 60
+NO_POLL = 3600.0  # only a watch event or a known arrival can wake these claims
+
+
+def test_a_waiter_wakes_when_another_process_inserts(etcd_url: str) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from entroq_core.requests import ModifyRequest\n"
+        "from entroq_core.types import TaskData\n"
+        "from entroq_etcd.backend import open_backend\n"
+        "async def main():\n"
+        "    b = await open_backend(sys.argv[1])\n"
+        "    data = TaskData('jobs', value=b'from afar')\n"
+        "    await b.modify(ModifyRequest('other', inserts=(data,)))\n"
+        "    await b.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+
+    async def run() -> None:
+        backend = await open_backend(etcd_url)
+        try:
+            waiter = asyncio.create_task(
+                backend.claim(ClaimRequest("me", ("jobs",), 10_000), poll=NO_POLL)
+            )
+            await asyncio.sleep(0.2)
+            assert not waiter.done()
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, etcd_url)
+            assert await proc.wait() == 0
+            async with asyncio.timeout(HANG_GUARD):
+                task = await waiter
+            assert task.value == b"from afar" and task.claimant == "me"
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_waiter_wakes_when_a_future_task_from_another_handle_comes_due(etcd_url: str) -> None:
+    async def run() -> None:
+        waiting = await open_backend(etcd_url)
+        other = await open_backend(etcd_url)
+        try:
+            waiter = asyncio.create_task(
+                waiting.claim(ClaimRequest("me", ("later",), 10_000), poll=NO_POLL)
+            )
+            await asyncio.sleep(0.2)
+            at = utcnow() + timedelta(milliseconds=500)
+            await other.modify(
+                ModifyRequest("x", inserts=(TaskData("later", at=at, value=b"due"),))
+            )
+            async with asyncio.timeout(HANG_GUARD):
+                task = await waiter
+            assert task.value == b"due"
+            assert utcnow() >= at
+        finally:
+            await waiting.aclose()
+            await other.aclose()
+
+    asyncio.run(run())
+
+
+async def _drain(etcd_url: str, queue: str, workers: int) -> list[str]:
+    """Claim everything from ``queue`` with several handles at once; return claimed ids."""
+    claimed: list[str] = []
+
+    async def worker(n: int) -> None:
+        backend = await open_backend(etcd_url)
+        try:
+            while (
+                task := await backend.try_claim(ClaimRequest(f"w{n}", (queue,), 60_000))
+            ) is not None:
+                claimed.append(task.id)
+        finally:
+            await backend.aclose()
+
+    async with asyncio.timeout(300):
+        await asyncio.gather(*(worker(n) for n in range(workers)))
+    return claimed
+
+
+async def _insert(etcd_url: str, queue: str, count: int, **data: object) -> set[str]:
+    backend = await open_backend(etcd_url)
+    ids: set[str] = set()
+    try:
+        for start in range(0, count, 500):
+            n = min(500, count - start)
+            done = await backend.modify(
+                ModifyRequest("me", inserts=tuple(TaskData(queue, **data) for _ in range(n)))  # type: ignore[arg-type]
+            )
+            ids.update(t.id for t in done.inserted)
+    finally:
+        await backend.aclose()
+    return ids
+
+
+def test_a_big_queue_is_claimed_exactly_once_by_competing_handles(etcd_url: str) -> None:
+    async def run() -> None:
+        ids = await _insert(etcd_url, "big", 3000, value=b"v")
+        claimed = await _drain(etcd_url, "big", 4)
+        assert len(claimed) == len(set(claimed)) == 3000
+        assert set(claimed) == ids
+
+    asyncio.run(run())
+
+
+def test_tasks_that_came_due_are_claimed_exactly_once(etcd_url: str) -> None:
+    # Enough due tasks that claims also promote them to the ready index.
+    async def run() -> None:
+        at = utcnow() + timedelta(milliseconds=300)
+        ids = await _insert(etcd_url, "due", 400, at=at)
+        while utcnow() <= at:
+            await asyncio.sleep(0.05)
+        claimed = await _drain(etcd_url, "due", 3)
+        assert len(claimed) == len(set(claimed)) == 400
+        assert set(claimed) == ids
+        backend = await open_backend(etcd_url)
+        try:
+            stats = (await backend.queue_stats(QueuesRequest(exact=("due",))))["due"]
+            assert (stats.num_tasks, stats.num_claimed, stats.num_available) == (400, 400, 0)
+            assert stats.max_claims == 1
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_task_recreated_with_the_same_id_and_version_is_modified_after_a_retry(
+    etcd_url: str,
+) -> None:
+    # Handle A remembers x:v0 from its insert; B deletes and re-inserts x (x:v0 again,
+    # another etcd revision). A's Txn compare fails on the revision, the failure
+    # branch shows x:v0 is there, so the backend retries and succeeds, as mem would.
+    async def run() -> None:
+        a = await open_backend(etcd_url)
+        b = await open_backend(etcd_url)
+        try:
+            first = (await a.modify(ModifyRequest("a", inserts=(TaskData("q", id="x"),)))).inserted[
+                0
+            ]
+            await b.modify(ModifyRequest("b", deletes=(first.as_id(),)))
+            again = (
+                await b.modify(ModifyRequest("b", inserts=(TaskData("q", id="x", value=b"2"),)))
+            ).inserted[0]
+            assert again.as_id() == first.as_id()
+            done = await a.modify(ModifyRequest("a", changes=(), deletes=(first.as_id(),)))
+            assert done.changed == ()
+            assert await a.try_claim(ClaimRequest("a", ("q",), 1000)) is None
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_stale_cached_version_is_reported_from_what_etcd_holds(etcd_url: str) -> None:
+    async def run() -> None:
+        a = await open_backend(etcd_url)
+        b = await open_backend(etcd_url)
+        try:
+            await a.modify(ModifyRequest("a", inserts=(TaskData("q", value=b"v"),)))
+            mine = await a.try_claim(ClaimRequest("a", ("q",), 100))
+            assert mine is not None
+            while utcnow() <= mine.at:
+                await asyncio.sleep(0.05)
+            theirs = await b.try_claim(ClaimRequest("b", ("q",), 60_000))
+            assert theirs is not None and theirs.id == mine.id
+            with pytest.raises(DependencyError) as info:
+                await a.modify(ModifyRequest("a", deletes=(mine.as_id(),)))
+            assert info.value.deletes == (mine.as_id(),)
+            assert not info.value.claims
+            # With the right version but B's lease, it is a claim failure instead.
+            with pytest.raises(DependencyError) as info:
+                await a.modify(ModifyRequest("a", deletes=(theirs.as_id(),)))
+            assert info.value.claims == (theirs.as_id(),)
+            assert not info.value.deletes
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    asyncio.run(run())

@@ -1,0 +1,198 @@
+"""Bad input and bad environments end in the errors of SPEC section 3, never a raw gRPC one."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from entroq_core.errors import (
+    AuthenticationError,
+    BackendUnavailable,
+    InvalidArgument,
+    MessageTooLarge,
+    PermissionDenied,
+)
+from entroq_core.requests import ClaimRequest, ModifyRequest
+from entroq_core.types import TaskChange, TaskData
+from entroq_etcd.backend import open_backend
+from scripts.servers.etcd import EtcdCluster, free_port
+
+from .conftest import require_etcd
+from .rawetcd import RawEtcd
+
+# Generous: these guard against hangs, they do not measure anything.
+HANG_GUARD = 60
+
+
+def test_unreachable_endpoints_are_named_in_the_error() -> None:
+    ports = [free_port(), free_port()]
+    url = f"etcd://127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}"
+
+    async def run() -> None:
+        async with asyncio.timeout(HANG_GUARD):
+            with pytest.raises(BackendUnavailable) as info:
+                await open_backend(url, call_timeout=2)
+        assert f"127.0.0.1:{ports[0]}" in str(info.value)
+        assert f"127.0.0.1:{ports[1]}" in str(info.value)
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A port that accepts TCP connections and never says a word."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_silent_endpoint_fails_within_the_call_timeout(silent_endpoint: str) -> None:
+    async def run() -> None:
+        async with asyncio.timeout(HANG_GUARD):
+            with pytest.raises(BackendUnavailable) as info:
+                await open_backend(f"etcd://{silent_endpoint}", call_timeout=1)
+        assert silent_endpoint in str(info.value)
+
+    asyncio.run(run())
+
+
+def test_values_over_etcds_request_limit_name_the_field(etcd_url: str) -> None:
+    big = b"x" * (1536 * 1024)
+    half = b"y" * (900 * 1024)
+
+    async def run() -> None:
+        backend = await open_backend(etcd_url)
+        try:
+            with pytest.raises(MessageTooLarge) as info:
+                await backend.modify(ModifyRequest("me", inserts=(TaskData("q", value=big),)))
+            assert info.value.field == "inserts[0].value"
+            with pytest.raises(MessageTooLarge) as info:
+                await backend.modify(
+                    ModifyRequest(
+                        "me", inserts=(TaskData("q", value=half), TaskData("q", value=half))
+                    )
+                )
+            assert info.value.field == "modification"
+            done = await backend.modify(ModifyRequest("me", inserts=(TaskData("q", value=half),)))
+            task = done.inserted[0]
+            with pytest.raises(MessageTooLarge) as info:
+                await backend.modify(
+                    ModifyRequest(
+                        "me", changes=(TaskChange(task.as_id(), TaskData("q", value=big)),)
+                    )
+                )
+            assert info.value.field == "changes[0].new.value"
+            claimed = await backend.try_claim(ClaimRequest("me", ("q",), 10_000))
+            assert claimed is not None and claimed.value == half
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_more_operations_than_etcd_allows_in_one_txn_is_invalid(etcd_url: str) -> None:
+    # The launcher allows 4096 operations per Txn; an insert takes four.
+    inserts = tuple(TaskData("q", value=b"v") for _ in range(1100))
+
+    async def run() -> None:
+        backend = await open_backend(etcd_url)
+        try:
+            with pytest.raises(InvalidArgument) as info:
+                await backend.modify(ModifyRequest("me", inserts=inserts))
+            assert info.value.field == "modification"
+            assert "--max-txn-ops" in str(info.value)
+            assert await backend.try_claim(ClaimRequest("me", ("q",), 1000)) is None
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_closed_backend_refuses_calls(etcd_url: str) -> None:
+    async def run() -> None:
+        backend = await open_backend(etcd_url)
+        await backend.aclose()
+        with pytest.raises(BackendUnavailable):
+            await backend.try_claim(ClaimRequest("me", ("q",), 1000))
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def auth_etcd() -> Iterator[EtcdCluster]:
+    """A throwaway etcd with authentication on; root's password is 'rootpw'."""
+    require_etcd()
+    cluster = EtcdCluster(1).start()
+
+    async def enable() -> None:
+        raw = RawEtcd(cluster.endpoints[0])
+        try:
+            await raw.enable_auth("rootpw")
+        finally:
+            await raw.close()
+
+    try:
+        asyncio.run(enable())
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_wrong_password_is_an_authentication_error(auth_etcd: EtcdCluster) -> None:
+    async def run() -> None:
+        async with asyncio.timeout(HANG_GUARD):
+            with pytest.raises(AuthenticationError):
+                await open_backend(auth_etcd.url, user="root", password="wrong")
+            with pytest.raises(AuthenticationError):
+                await open_backend(auth_etcd.url, user="nobody", password="x")
+
+    asyncio.run(run())
+
+
+def test_missing_credentials_are_an_authentication_error(auth_etcd: EtcdCluster) -> None:
+    async def run() -> None:
+        async with asyncio.timeout(HANG_GUARD):
+            with pytest.raises(AuthenticationError):
+                await open_backend(auth_etcd.url)
+
+    asyncio.run(run())
+
+
+def test_right_credentials_work(auth_etcd: EtcdCluster) -> None:
+    url = auth_etcd.url.replace("etcd://", "etcd://root:rootpw@")
+
+    async def run() -> None:
+        backend = await open_backend(url, prefix="/auth-ok/")
+        try:
+            await backend.modify(ModifyRequest("me", inserts=(TaskData("q", value=b"v"),)))
+            task = await backend.try_claim(ClaimRequest("me", ("q",), 10_000))
+            assert task is not None and task.value == b"v"
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_user_without_permission_is_denied(auth_etcd: EtcdCluster) -> None:
+    async def run() -> None:
+        from entroq_etcd._etcdpb import rpc_pb2
+
+        raw = RawEtcd(auth_etcd.endpoints[0])
+        token = (
+            await raw.auth.Authenticate(rpc_pb2.AuthenticateRequest(name="root", password="rootpw"))
+        ).token
+        admin = RawEtcd(auth_etcd.endpoints[0], token)
+        await admin.auth.UserAdd(
+            rpc_pb2.AuthUserAddRequest(name="guest", password="guestpw"), metadata=admin.metadata
+        )
+        await raw.close()
+        await admin.close()
+        async with asyncio.timeout(HANG_GUARD):
+            with pytest.raises(PermissionDenied):
+                await open_backend(auth_etcd.url, user="guest", password="guestpw")
+
+    asyncio.run(run())
