@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import venv
 from pathlib import Path
 
-GRPCIO_TOOLS_VERSION = "1.74.0"
+# Run as a file (python scripts/x.py) or imported as scripts.x: find the sibling either way.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.pinned_protoc import GRPCIO_TOOLS_VERSION, rerun_with_pinned_tools, tools_ok
+
 DEB_PACKAGE = "golang-etcd-server-dev"
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,36 +180,6 @@ def recorded_deb_version() -> str | None:
 # --- generation ----------------------------------------------------------------
 
 
-def _tools_ok() -> bool:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("grpcio-tools") == GRPCIO_TOOLS_VERSION
-    except PackageNotFoundError:
-        return False
-
-
-def _reexec_in_private_env(argv: list[str]) -> int:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    env_dir = cache / "entroq-gen-proto" / f"grpcio-tools-{GRPCIO_TOOLS_VERSION}"
-    python = env_dir / "bin" / "python"
-    if not python.exists():
-        print(f"creating {env_dir} with grpcio-tools=={GRPCIO_TOOLS_VERSION}", file=sys.stderr)
-        venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                f"grpcio-tools=={GRPCIO_TOOLS_VERSION}",
-            ],
-            check=True,
-        )
-    return subprocess.run([str(python), __file__, *argv], check=False).returncode
-
-
 def _relative_imports(text: str) -> str:
     # protoc writes absolute imports from the proto path; inside the package they
     # must be relative so the code works wherever entroq_etcd is installed.
@@ -296,8 +267,8 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--deb", type=Path, help="use this .deb instead of downloading")
     opts = parser.parse_args(argv)
-    if not _tools_ok():
-        return _reexec_in_private_env(argv)
+    if not tools_ok():
+        return rerun_with_pinned_tools(__file__, argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

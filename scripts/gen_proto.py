@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
-import subprocess
 import sys
 import tempfile
-import venv
 from pathlib import Path
 
-GRPCIO_TOOLS_VERSION = "1.74.0"
+# Run as a file (python scripts/x.py) or imported as scripts.x: find the sibling either way.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.pinned_protoc import GRPCIO_TOOLS_VERSION, rerun_with_pinned_tools, tools_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -34,38 +33,6 @@ INIT_TEXT = '''"""Generated from proto/entroq.proto by scripts/gen_proto.py; do 
 # protoc writes a top-level import in the gRPC module; inside a package it must be relative.
 GRPC_IMPORT = "import entroq_pb2 as entroq__pb2"
 GRPC_IMPORT_FIXED = "from . import entroq_pb2 as entroq__pb2"
-
-
-def _tools_ok() -> bool:
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - Python 3.11+ always has it
-        return False
-    try:
-        return version("grpcio-tools") == GRPCIO_TOOLS_VERSION
-    except PackageNotFoundError:
-        return False
-
-
-def _reexec_in_private_env(argv: list[str]) -> int:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    env_dir = cache / "entroq-gen-proto" / f"grpcio-tools-{GRPCIO_TOOLS_VERSION}"
-    python = env_dir / "bin" / "python"
-    if not python.exists():
-        print(f"creating {env_dir} with grpcio-tools=={GRPCIO_TOOLS_VERSION}", file=sys.stderr)
-        venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                f"grpcio-tools=={GRPCIO_TOOLS_VERSION}",
-            ],
-            check=True,
-        )
-    return subprocess.run([str(python), __file__, *argv], check=False).returncode
 
 
 def generate(into: Path) -> dict[str, str]:
@@ -97,8 +64,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the committed code differs")
     opts = parser.parse_args(argv)
-    if not _tools_ok():
-        return _reexec_in_private_env(argv)
+    if not tools_ok():
+        return rerun_with_pinned_tools(__file__, argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         files = generate(Path(tmp))
