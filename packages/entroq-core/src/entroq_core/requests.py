@@ -20,6 +20,8 @@ MAX_ID_BYTES = 128
 MAX_VALUE_BYTES = 10 * 1024 * 1024
 MAX_ATTEMPT = 2**31 - 1
 MAX_VERSION = 2**63 - 1
+# A lease must end before datetime's year 9999 on every backend: 100 years is plenty.
+MAX_DURATION_MS = 100 * 365 * 24 * 3600 * 1000
 
 
 def check_name(field: str, value: Any, max_bytes: int) -> str:
@@ -81,11 +83,15 @@ def check_at(field: str, value: Any) -> datetime | None:
 
 
 def check_err(field: str, value: Any) -> str:
-    """Validate an error text: any string without NUL characters."""
+    """Validate an error text: any valid UTF-8 string without NUL characters."""
     if not isinstance(value, str):
         raise InvalidArgument(field, value, "must be a string")
     if "\x00" in value:
         raise InvalidArgument(field, value, "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(field, value, "must be valid UTF-8 text") from None
     return value
 
 
@@ -158,6 +164,7 @@ def _plain_data(value: Any, max_value_bytes: int) -> bool:
         and type(value.attempt) is int
         and 0 <= value.attempt <= MAX_ATTEMPT
         and type(value.err) is str
+        and value.err.isascii()
         and "\x00" not in value.err
         and (
             at is None
@@ -197,6 +204,10 @@ class ClaimRequest:
             raise InvalidArgument("duration", self.duration_ms, "must be whole milliseconds")
         if self.duration_ms <= 0:
             raise InvalidArgument("duration", self.duration_ms, "must be positive")
+        if self.duration_ms > MAX_DURATION_MS:
+            raise InvalidArgument(
+                "duration", self.duration_ms, f"must be at most {MAX_DURATION_MS} ms (100 years)"
+            )
 
 
 @dataclass(frozen=True, slots=True)

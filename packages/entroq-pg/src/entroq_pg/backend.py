@@ -223,8 +223,14 @@ class PgBackend:
                 raise BackendUnavailable(f"{where}: {self._down_reason}")
             pool = self._pool
             try:
-                async with pool.connection() as conn:
+                # getconn/putconn, not pool.connection(): same checks on return
+                # (a broken or mid-transaction connection is discarded or reset),
+                # a good deal less overhead on every call.
+                conn = await pool.getconn()
+                try:
                     return await fn(conn)
+                finally:
+                    await pool.putconn(conn)
             except EntroQError:
                 raise
             except Exception as exc:

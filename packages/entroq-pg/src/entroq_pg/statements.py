@@ -67,14 +67,15 @@ def render(schema: str) -> Statements:
     t = f"{quote_ident(schema)}.tasks"
     # Random choice in O(log n): pick a random instant in [lo - (now-lo)/4, now]
     # (lo = oldest available arrival), move to the first arrival at or after it
-    # (the pivot), then take the first task at or after (pivot, random rnd)
-    # that nobody holds; wrap around to the oldest if that part is empty or
-    # locked. A group of tasks sharing one arrival (a batch insert) is chosen
-    # with the probability of the time gap before it, and rnd orders its
-    # members randomly. The oldest group has no gap before it, so the instant
-    # starts a quarter window early: it gets at least a fifth of the picks and
-    # nothing starves. Every probe is an index range scan on (queue, at, rnd)
-    # bounded by at <= now, so leased and future tasks are never visited.
+    # (the pivot), then take the pivot group's first task from a random rnd on
+    # (wrapping within the group) that nobody holds; if the whole group is
+    # locked, the next later arrival, else the oldest. A group of tasks sharing
+    # one arrival (a batch insert) is chosen with the probability of the time
+    # gap before it, and its members with the random rnd gaps between them.
+    # The oldest group has no gap before it, so the instant starts a quarter
+    # window early: it gets at least a fifth of the picks and nothing starves.
+    # Every probe is an index range scan on (queue, at, rnd) bounded by
+    # at <= now, so leased and future tasks are never visited.
     # Bounds are scalar subqueries (InitPlans), never joined CTE rows: only then
     # does the planner use them as index conditions instead of filters.
     claim = f"""
@@ -101,16 +102,21 @@ def render(schema: str) -> Statements:
             at = {NOW} + %(ms)s * interval '1 millisecond', modified = {NOW},
             rnd = (floor(random() * 4294967296) - 2147483648)::int4
         WHERE id = (
-            -- coalesce runs the wrap-around probe only when the first finds nothing.
+            -- coalesce runs each probe only when the ones before found nothing:
+            -- the pivot's arrival group from a random rnd (wrapping within the
+            -- group), then later arrivals, then earlier ones.
             SELECT coalesce(
                 (SELECT id FROM {t}
-                 WHERE queue = %(q)s
-                   AND (at, rnd) >= ((SELECT at FROM pivot), (SELECT k FROM r))
-                   AND at <= {NOW}
+                 WHERE queue = %(q)s AND at = (SELECT at FROM pivot) AND rnd >= (SELECT k FROM r)
+                 ORDER BY rnd LIMIT 1 FOR UPDATE SKIP LOCKED),
+                (SELECT id FROM {t}
+                 WHERE queue = %(q)s AND at = (SELECT at FROM pivot) AND rnd < (SELECT k FROM r)
+                 ORDER BY rnd LIMIT 1 FOR UPDATE SKIP LOCKED),
+                (SELECT id FROM {t}
+                 WHERE queue = %(q)s AND at > (SELECT at FROM pivot) AND at <= {NOW}
                  ORDER BY at, rnd LIMIT 1 FOR UPDATE SKIP LOCKED),
                 (SELECT id FROM {t}
-                 WHERE queue = %(q)s
-                   AND (at, rnd) < ((SELECT at FROM pivot), (SELECT k FROM r))
+                 WHERE queue = %(q)s AND at < (SELECT at FROM pivot)
                  ORDER BY at, rnd LIMIT 1 FOR UPDATE SKIP LOCKED)
             )
         )

@@ -35,7 +35,7 @@ class ClaimCases:
         with pytest.raises(InvalidArgument) as info:
             await h.eq.try_claim([], 10)
         assert info.value.field == "queues"
-        for bad in (0, -1, timedelta(0)):
+        for bad in (0, -1, timedelta(0), timedelta(days=365 * 101)):
             with pytest.raises(InvalidArgument) as info:
                 await h.eq.try_claim(h.q(), bad)
             assert info.value.field == "duration"

@@ -235,6 +235,7 @@ class ModifyCases:
             ("inserts[0].queue", Modification().insert("")),
             ("inserts[0].attempt", Modification().insert(h.q(), attempt=-1)),
             ("inserts[0].queue", Modification().insert("a\x00b")),
+            ("inserts[0].err", Modification().insert(h.q(), err="lone \udc80 surrogate")),
             (
                 "changes[0].new.id",
                 Modification().add_change(
