@@ -73,6 +73,9 @@ class EtcdClient:
     def __init__(self, config: EtcdConfig) -> None:
         self.config = config
         self._channels: dict[int, grpc.aio.Channel] = {}
+        # One callable per endpoint and method: building it on every call costs CPU
+        # on the hot path (two calls per claim+delete cycle).
+        self._callables: dict[tuple[int, str], grpc.aio.UnaryUnaryMultiCallable[Any, Any]] = {}
         self._current = 0
         self._token: str | None = None
         self._auth_lock: asyncio.Lock | None = None
@@ -94,6 +97,7 @@ class EtcdClient:
         """Close every channel."""
         self._closed = True
         channels, self._channels = list(self._channels.values()), {}
+        self._callables = {}
         for ch in channels:
             await ch.close(grace=None)
 
@@ -145,12 +149,14 @@ class EtcdClient:
                     f"etcd at {self.config.describe()} did not answer within "
                     f"{self.config.call_timeout:g}s" + _detail(failures)
                 )
-            channel = self._channel(index)
-            multicallable = channel.unary_unary(
-                method,
-                request_serializer=_serialize,
-                response_deserializer=response_type.FromString,
-            )
+            multicallable = self._callables.get((index, method))
+            if multicallable is None:
+                multicallable = self._channel(index).unary_unary(
+                    method,
+                    request_serializer=_serialize,
+                    response_deserializer=response_type.FromString,
+                )
+                self._callables[(index, method)] = multicallable
             try:
                 response: Resp = await multicallable(
                     request, timeout=remaining, metadata=self._metadata()
