@@ -86,6 +86,7 @@ def _etcd_target() -> Target:
 
 def _grpc_target() -> Target:
     from .grpc_measures import grpc_extras
+    from .process_measures import process_records
     from .worker_measures import worker_records
 
     return Target(
@@ -93,7 +94,7 @@ def _grpc_target() -> Target:
         _grpc,
         workers=(1, 8, 64),
         depths=(1_000, 100_000),
-        extras=[grpc_extras, worker_records],
+        extras=[grpc_extras, process_records, worker_records],
     )
 
 

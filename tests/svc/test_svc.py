@@ -22,7 +22,7 @@ from entroq_core import EntroQ, Modification
 from entroq_core.errors import BackendUnavailable, InvalidArgument
 from entroq_core.mem import MemBackend
 from entroq_core.requests import ModifyRequest
-from entroq_core.types import ModifyResult
+from entroq_core.types import ModifyResult, Task
 from entroq_grpc._proto import entroq_pb2 as pb
 from entroq_grpc._proto import entroq_pb2_grpc
 from entroq_svc.server import backend_url
@@ -99,6 +99,32 @@ def test_sigint_also_stops_cleanly() -> None:
         assert svc.proc.wait(WAIT) == 0
     finally:
         svc.close()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_each_event_loop_serves_waiting_claims_and_stops_cleanly(loop: str) -> None:
+    svc = start_svc("mem", ["--loop", loop])
+    try:
+        with EntroQ(svc.url) as waiter, EntroQ(svc.url) as producer:
+            claimed: list[Task] = []
+            parked = threading.Thread(
+                target=lambda: claimed.append(waiter.claim("svc/loop", 10, timeout=WAIT))
+            )
+            parked.start()
+            producer.modify(Modification().insert("svc/loop", b"woken"))
+            parked.join(WAIT)
+            assert [t.value for t in claimed] == [b"woken"]
+            waiter.modify(Modification().delete(claimed[0]))
+            assert producer.tasks("svc/loop") == []
+        assert svc.terminate(timeout=WAIT) == 0
+    finally:
+        if svc.proc.poll() is None:
+            svc.proc.kill()
+            svc.proc.wait()
+        text = svc.logs()
+        svc.close()
+    opening = [json.loads(line) for line in text.splitlines() if '"opening backend"' in line]
+    assert opening and opening[0]["loop"] == loop
 
 
 def test_list_backends_shows_installed_schemes() -> None:
