@@ -20,11 +20,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .claiming import claim_until_found
-from .errors import BackendUnavailable, DependencyError, InvalidArgument
+from .dependencies import Holding, check_dependencies
+from .errors import BackendUnavailable, InvalidArgument
 from .ids import new_task_id
 from .requests import ClaimRequest, ModifyRequest, QueuesRequest, TasksRequest
 from .timeutil import from_ms, now_ms, to_ms
-from .types import ModifyResult, QueueStats, Task, TaskID
+from .types import ModifyResult, QueueStats, Task
 from .wakeups import QueueWakeups
 
 _rand = random.Random()
@@ -167,36 +168,15 @@ class _Store:
         with self.lock:
             now = now_ms()
             tasks = self.tasks
-            bad_depends = [d for d in request.depends if _mismatch(tasks.get(d.id), d)]
-            bad_deletes, bad_changes, bad_claims = [], [], []
-            for d in request.deletes:
-                current = tasks.get(d.id)
-                if _mismatch(current, d):
-                    bad_deletes.append(d)
-                elif _leased_by_other(current, modifier, now):
-                    bad_claims.append(d)
-            for c in request.changes:
-                current = tasks.get(c.old.id)
-                if _mismatch(current, c.old):
-                    bad_changes.append(c.old)
-                elif _leased_by_other(current, modifier, now):
-                    bad_claims.append(c.old)
-            collisions, skipped = [], set()
-            for i, data in enumerate(request.inserts):
-                existing = tasks.get(data.id) if data.id else None
-                if existing is not None:
-                    collisions.append(existing.as_id())
-                    if data.skip_colliding:
-                        skipped.add(i)
-            hard_collisions = len(collisions) - len(skipped)
-            if bad_depends or bad_deletes or bad_changes or bad_claims or hard_collisions:
-                raise DependencyError(
-                    inserts=collisions,
-                    depends=bad_depends,
-                    deletes=bad_deletes,
-                    changes=bad_changes,
-                    claims=bad_claims,
-                )
+
+            def lookup(task_id: str) -> Holding | None:
+                task = tasks.get(task_id)
+                if task is None:
+                    return None
+                leased = to_ms(task.at) > now
+                return Holding(task_id, task.version, task.queue, task.claimant, leased)
+
+            skipped = check_dependencies(request, lookup)
 
             now_dt = from_ms(now)
             for d in request.deletes:
@@ -296,15 +276,6 @@ class _Store:
                     max_claims=max_claims,
                 )
             return stats
-
-
-def _mismatch(current: Task | None, wanted: TaskID) -> bool:
-    return current is None or current.version != wanted.version
-
-
-def _leased_by_other(current: Task | None, modifier: str, now: int) -> bool:
-    assert current is not None
-    return current.claimant != modifier and to_ms(current.at) > now
 
 
 class MemBackend:

@@ -16,6 +16,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from entroq_core.claiming import claim_until_found
+from entroq_core.dependencies import Holding, check_dependencies
 from entroq_core.errors import (
     BackendUnavailable,
     DependencyError,
@@ -596,65 +597,21 @@ class PgBackend:
         req = p.request
         modifier = req.claimant
         cur = conn.cursor(binary=True)
-        found: dict[str, tuple[int, str, str, bool]] = {}
+        found: dict[str, Holding] = {}
         if p.mutated_ids:
             await cur.execute(sql.lock_for_update, {"ids": p.mutated_ids})
             for task_id, version, queue, claimant, leased in await cur.fetchall():
-                found[task_id] = (version, queue, claimant, leased)
+                found[task_id] = Holding(task_id, version, queue, claimant, leased)
         if p.depend_ids:
             await cur.execute(sql.lock_for_share, {"ids": p.depend_ids})
             for task_id, version, queue, claimant, leased in await cur.fetchall():
-                found[task_id] = (version, queue, claimant, leased)
-        existing: dict[str, TaskID] = {}
+                found[task_id] = Holding(task_id, version, queue, claimant, leased)
         if p.explicit_ids:
             await cur.execute(sql.existing, {"ids": p.explicit_ids})
             for task_id, version, queue in await cur.fetchall():
-                existing[task_id] = TaskID(task_id, version, queue)
-
-        def mismatch(wanted: TaskID) -> bool:
-            current = found.get(wanted.id)
-            return current is None or current[0] != wanted.version
-
-        def leased_by_other(wanted: TaskID) -> bool:
-            _, _, claimant, leased = found[wanted.id]
-            return leased and claimant != modifier
-
-        bad_depends = [d for d in req.depends if mismatch(d)]
-        bad_deletes: list[TaskID] = []
-        bad_changes: list[TaskID] = []
-        bad_claims: list[TaskID] = []
-        for d in req.deletes:
-            if mismatch(d):
-                bad_deletes.append(d)
-            elif leased_by_other(d):
-                bad_claims.append(d)
-        for c in req.changes:
-            if mismatch(c.old):
-                bad_changes.append(c.old)
-            elif leased_by_other(c.old):
-                bad_claims.append(c.old)
-        collisions: list[TaskID] = []
-        skipped: set[int] = set()
-        for i, data in enumerate(p.inserts):
-            hit = existing.get(data.id) if p.explicit[i] else None
-            if hit is not None:
-                collisions.append(hit)
-                if data.skip_colliding:
-                    skipped.add(i)
-        if (
-            bad_depends
-            or bad_deletes
-            or bad_changes
-            or bad_claims
-            or len(collisions) > len(skipped)
-        ):
-            raise DependencyError(
-                inserts=collisions,
-                depends=bad_depends,
-                deletes=bad_deletes,
-                changes=bad_changes,
-                claims=bad_claims,
-            )
+                # Only the version and queue of a colliding insert are reported.
+                found[task_id] = Holding(task_id, version, queue, "", False)
+        skipped = check_dependencies(req, found.get)
 
         if req.deletes:
             await cur.execute(sql.delete, {"ids": [d.id for d in req.deletes]})
