@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from entroq_core.dependencies import Holding, check_dependencies
 from entroq_core.errors import DependencyError, InvalidArgument
 from entroq_core.requests import ModifyRequest
 from entroq_core.timeutil import to_ms
-from entroq_core.types import TaskData, TaskID
+from entroq_core.types import TaskData
 
 from . import ops
 from .keys import QUEUE_MARK, KeyLayout
@@ -58,10 +59,6 @@ class Verdict:
     skip: set[int] = field(default_factory=set)
 
 
-def _mismatch(current: Current, wanted: TaskID) -> bool:
-    return current.record is None or current.record.version != wanted.version
-
-
 def diagnose(
     request: ModifyRequest,
     inserts: list[Insert],
@@ -74,51 +71,26 @@ def diagnose(
     Raises InvalidArgument if an explicit insert id is taken by a key EntroQ did
     not write (it must never be overwritten, and it has no version to report).
     """
-    modifier = request.claimant
-    bad_depends = [d for d in request.depends if _mismatch(state.get(d.id, ABSENT), d)]
-    bad_deletes: list[TaskID] = []
-    bad_changes: list[TaskID] = []
-    bad_claims: list[TaskID] = []
-    for d in request.deletes:
-        current = state.get(d.id, ABSENT)
-        if _mismatch(current, d):
-            bad_deletes.append(d)
-        elif current.record is not None and current.record.leased_by_other(modifier, now_ms):
-            bad_claims.append(d)
-    for c in request.changes:
-        current = state.get(c.old.id, ABSENT)
-        if _mismatch(current, c.old):
-            bad_changes.append(c.old)
-        elif current.record is not None and current.record.leased_by_other(modifier, now_ms):
-            bad_claims.append(c.old)
-    collisions: list[TaskID] = []
-    skip: set[int] = set()
     for ins in inserts:
-        if not ins.explicit:
-            continue
-        current = state.get(ins.id, ABSENT)
-        if current.foreign:
+        if ins.explicit and state.get(ins.id, ABSENT).foreign:
             raise InvalidArgument(
                 f"inserts[{ins.index}].id",
                 ins.id,
                 f"etcd key {keys.task(ins.id)!r} holds data EntroQ did not write",
             )
-        if current.record is not None:
-            collisions.append(current.record.as_id())
-            if ins.data.skip_colliding:
-                skip.add(ins.index)
-    hard = len(collisions) - len(skip)
-    if bad_depends or bad_deletes or bad_changes or bad_claims or hard:
-        return Verdict(
-            error=DependencyError(
-                inserts=collisions,
-                depends=bad_depends,
-                deletes=bad_deletes,
-                changes=bad_changes,
-                claims=bad_claims,
-            )
-        )
-    return Verdict(skip=skip)
+
+    def lookup(task_id: str) -> Holding | None:
+        record = state.get(task_id, ABSENT).record
+        if record is None:
+            return None
+        leased = record.at_ms > now_ms
+        return Holding(record.id, record.version, record.queue, record.claimant, leased)
+
+    try:
+        skip = check_dependencies(request, lookup)
+    except DependencyError as error:
+        return Verdict(error=error)
+    return Verdict(skip=set(skip))
 
 
 @dataclass
