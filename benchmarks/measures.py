@@ -35,6 +35,13 @@ async def cycles_per_second(
     queue = fresh_queue("cycles")
     await fill(setup, queue, preload, batch=min(5000, max_batch))
     clients = [await AsyncEntroQ.open(url) for _ in range(workers)]
+    rate = await drain_rate(clients, queue, seconds)
+    await _cleanup(setup, queue, clients, max_batch)
+    return rate
+
+
+async def drain_rate(clients: list[AsyncEntroQ], queue: str, seconds: float) -> float:
+    """Claim+delete cycles per second of ``clients`` on ``queue`` until empty or ``seconds``."""
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -49,9 +56,7 @@ async def cycles_per_second(
 
     started = time.perf_counter()
     await asyncio.gather(*(work(c) for c in clients))
-    elapsed = time.perf_counter() - started
-    await _cleanup(setup, queue, clients, max_batch)
-    return done / elapsed
+    return done / (time.perf_counter() - started)
 
 
 async def inserts_per_second(

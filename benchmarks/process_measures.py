@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 
-from entroq_core import AsyncEntroQ, Modification
+from entroq_core import AsyncEntroQ
 
 from . import measures
 from .record import Record, median_record
@@ -72,24 +71,10 @@ async def _drive(url: str, queue: str, count: int, seconds: float) -> None:
         await c.time()  # connect before the clock starts
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def work(eq: AsyncEntroQ) -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            task = await eq.try_claim(queue, 30)
-            if task is None:
-                return
-            await eq.modify(Modification().delete(task))
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(work(c) for c in clients))
-    elapsed = time.perf_counter() - started
+    rate = await measures.drain_rate(clients, queue, seconds)
     for c in clients:
         await c.aclose()
-    print(done / elapsed, flush=True)
+    print(rate, flush=True)
 
 
 if __name__ == "__main__":
