@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
+from .measures import cleanup, drain_rate, fill, fresh_queue
 from .record import Record, median_record
 
 # etcd refuses a Txn of more than --max-txn-ops operations (the launcher allows
@@ -71,6 +72,39 @@ async def raw_txn_per_second(url: str, callers: int = 8, seconds: float = 3.0) -
         started = time.perf_counter()
         await asyncio.gather(*(caller(n) for n in range(callers)))
         return done / (time.perf_counter() - started)
+
+
+async def side_by_side_records(
+    label: str, url: str, runs: int, preload: int = 5000
+) -> list[Record]:
+    """Cycles and the raw Txn rate measured back to back on the same keyspace.
+
+    etcd's cost per Txn grows with the keys it holds (live keys and the
+    tombstones of deleted ones until compaction): on this machine a bare
+    single-key Txn costs etcd about twice the CPU with 100,000 keys stored as on
+    an empty server. So each run loads the queue first, takes the raw rate,
+    then drains the same queue with 8 workers: both see the same server state.
+    """
+    from entroq_core import AsyncEntroQ
+
+    raws, cycles, ratios = [], [], []
+    for _ in range(runs):
+        setup = await AsyncEntroQ.open(url)
+        queue = fresh_queue("side")
+        await fill(setup, queue, preload, batch=MAX_BATCH)
+        raw = await raw_txn_per_second(url)
+        clients = [await AsyncEntroQ.open(url) for _ in range(8)]
+        rate = await drain_rate(clients, queue, seconds=3.0)
+        await cleanup(setup, queue, clients, MAX_BATCH)
+        raws.append(raw)
+        cycles.append(rate)
+        ratios.append(rate / raw)
+    params = {"workers": 8, "preload": preload}
+    return [
+        median_record(label, "side_raw_txn_per_s", "txn/s", raws, callers=8, preload=preload),
+        median_record(label, "side_cycles_per_s", "cycles/s", cycles, **params),
+        median_record(label, "cycles_to_raw_txn", "ratio", ratios, **params),
+    ]
 
 
 async def raw_txn_records(label: str, url: str, runs: int) -> list[Record]:

@@ -36,7 +36,7 @@ async def cycles_per_second(
     await fill(setup, queue, preload, batch=min(5000, max_batch))
     clients = [await AsyncEntroQ.open(url) for _ in range(workers)]
     rate = await drain_rate(clients, queue, seconds)
-    await _cleanup(setup, queue, clients, max_batch)
+    await cleanup(setup, queue, clients, max_batch)
     return rate
 
 
@@ -75,7 +75,7 @@ async def inserts_per_second(
         await eq.modify(mod)
         inserted += batch
     elapsed = time.perf_counter() - started
-    await _cleanup(eq, queue, [], max_batch)
+    await cleanup(eq, queue, [], max_batch)
     return inserted / elapsed
 
 
@@ -93,7 +93,7 @@ async def claim_latency_ms(
         timings.append((time.perf_counter() - started) * 1000)
         assert task is not None
         await eq.modify(Modification().change(task))
-    await _cleanup(eq, queue, [], max_batch)
+    await cleanup(eq, queue, [], max_batch)
     return percentile(timings, 50), percentile(timings, 99)
 
 
@@ -111,11 +111,11 @@ async def wake_latency_ms(url: str, samples: int = 50) -> tuple[float, float]:
         task = await waiter
         timings.append((time.perf_counter() - started) * 1000)
         await waiter_eq.modify(Modification().delete(task))
-    await _cleanup(producer, queue, [waiter_eq])
+    await cleanup(producer, queue, [waiter_eq])
     return percentile(timings, 50), percentile(timings, 99)
 
 
-async def _cleanup(
+async def cleanup(
     eq: AsyncEntroQ, queue: str, others: list[AsyncEntroQ], max_batch: int = 5000
 ) -> None:
     """Delete what a measurement left behind on a shared server, then close clients.

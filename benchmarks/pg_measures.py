@@ -34,14 +34,14 @@ FROM generate_series(1, %(n)s) AS g
 """
 
 
-def _sql_url(url: str) -> str:
+def sql_url(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1].split("?", 1)[0]
 
 
-async def _fill(url: str, queue: str, depth: int, regime: str) -> None:
+async def fill_sql(url: str, queue: str, depth: int, regime: str) -> None:
     sparse = regime != "available"
     bulk = depth - AVAILABLE_IN_SPARSE_REGIMES if sparse else 0
-    async with await psycopg.AsyncConnection.connect(_sql_url(url), autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(sql_url(url), autocommit=True) as conn:
         await conn.execute(
             _FILL,
             {
@@ -55,8 +55,8 @@ async def _fill(url: str, queue: str, depth: int, regime: str) -> None:
         await conn.execute("VACUUM ANALYZE entroq.tasks")
 
 
-async def _drop(url: str, queue: str) -> None:
-    async with await psycopg.AsyncConnection.connect(_sql_url(url), autocommit=True) as conn:
+async def drop_queue(url: str, queue: str) -> None:
+    async with await psycopg.AsyncConnection.connect(sql_url(url), autocommit=True) as conn:
         await conn.execute("DELETE FROM entroq.tasks WHERE queue = %s", (queue,))
         await conn.execute("VACUUM entroq.tasks")
 
@@ -65,7 +65,7 @@ async def claim_regime_ms(url: str, depth: int, regime: str, runs: int) -> list[
     """p50/p99 TryClaim latency at ``depth`` in ``regime``; one fill, ``runs`` sample sets."""
     queue = fresh_queue(f"{regime}{depth}")
     eq = await AsyncEntroQ.open(url)  # creates the schema on a fresh server
-    await _fill(url, queue, depth, regime)
+    await fill_sql(url, queue, depth, regime)
     p50s, p99s = [], []
     try:
         for _ in range(runs):
@@ -80,7 +80,7 @@ async def claim_regime_ms(url: str, depth: int, regime: str, runs: int) -> list[
             p99s.append(percentile(timings, 99))
     finally:
         await eq.aclose()
-        await _drop(url, queue)
+        await drop_queue(url, queue)
     params = {"depth": depth, "regime": regime}
     return [
         median_record("pg", "claim_regime_ms_p50", "ms", p50s, **params),
@@ -140,17 +140,17 @@ async def concurrent_single_inserts_per_s(url: str, producers: int, seconds: flo
     rate = done / (time.perf_counter() - started)
     for c in clients:
         await c.aclose()
-    await _drop(url, queue)
+    await drop_queue(url, queue)
     return rate
 
 
 async def hot_and_bloat(url: str, claims: int = 20_000, depth: int = 10_000) -> list[Record]:
     """Share of HOT updates and relation growth under sustained claim + release."""
     queue = fresh_queue("hot")
-    sql_url = _sql_url(url)
+    plain_url = sql_url(url)
     await (await AsyncEntroQ.open(url)).aclose()  # creates the schema on a fresh server
-    await _fill(url, queue, depth, "available")
-    async with await psycopg.AsyncConnection.connect(sql_url, autocommit=True) as conn:
+    await fill_sql(url, queue, depth, "available")
+    async with await psycopg.AsyncConnection.connect(plain_url, autocommit=True) as conn:
         await conn.execute("SELECT pg_stat_reset_single_table_counters('entroq.tasks'::regclass)")
 
         async def sizes() -> tuple[float, float]:
@@ -182,7 +182,7 @@ async def hot_and_bloat(url: str, claims: int = 20_000, depth: int = 10_000) -> 
         row = await cur.fetchone()
         assert row is not None
         table1, index1 = await sizes()
-    await _drop(url, queue)
+    await drop_queue(url, queue)
     upd, hot = row
     params = {"claims": per * 8, "depth": depth, "updates": upd}
     return [

@@ -55,7 +55,7 @@ async def cycles_per_second_processes(
         for d in drivers:
             if await d.wait() != 0:
                 raise RuntimeError("a driver process failed")
-    await measures._cleanup(setup, queue, [])
+    await measures.cleanup(setup, queue, [])
     return sum(rates)
 
 

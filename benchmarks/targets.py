@@ -48,8 +48,15 @@ async def _pg_svc() -> AsyncIterator[str]:
 
 def _pg_target() -> Target:
     from .pg_measures import pg_extras
+    from .pg_reference import reference_records
 
-    return Target("pg", _pg, workers=(1, 8, 32), batches=(1, 100, 1000), extras=[pg_extras])
+    return Target(
+        "pg",
+        _pg,
+        workers=(1, 8, 32),
+        batches=(1, 100, 1000),
+        extras=[reference_records, pg_extras],
+    )
 
 
 # Extra, backend-specific measurements: (label, url, runs) -> records.
@@ -79,7 +86,7 @@ def _etcd_target() -> Target:
         etcd.start,
         batches=(1, 100),
         depths=(1_000, 100_000),
-        extras=[etcd.raw_txn_records],
+        extras=[etcd.side_by_side_records, etcd.raw_txn_records],
         max_batch=etcd.MAX_BATCH,
     )
 

@@ -513,33 +513,20 @@ class PgBackend:
                 ready[n.queue] = 1
             return ModifyResult(changed=(task,))
         if req.inserts and not (req.deletes or req.changes):
-            if any(p.explicit[i] and d.skip_colliding for i, d in enumerate(p.inserts)):
+            if any(d.id and d.skip_colliding for d in req.inserts):
                 return _NOT_SIMPLE
-            if len(p.inserts) >= COPY_THRESHOLD:
+            if len(req.inserts) >= COPY_THRESHOLD:
                 return await self._insert_by_copy(conn, p, ready)
             try:
                 await cur.execute(
                     sql.insert_many,
-                    {
-                        "c": req.claimant,
-                        "hard_ids": [d.id for d in p.inserts],
-                        **_columns(p.inserts, "hard_"),
-                    },
+                    {"c": req.claimant, "hard_ids": p.ids, **_columns(req.inserts, "hard_")},
                 )
             except psycopg.errors.UniqueViolation:
                 return None
             row = await cur.fetchone()
             assert row is not None
-            now = _utc(row[0])
-            inserted = []
-            for d in p.inserts:
-                at = d.at or now
-                inserted.append(
-                    Task(d.queue, d.id, 0, at, req.claimant, d.value, now, now, 0, d.attempt, d.err)
-                )
-                if at <= now:
-                    ready[d.queue] = ready.get(d.queue, 0) + 1
-            return ModifyResult(inserted=tuple(inserted))
+            return _plain_inserted(p, _utc(row[0]), ready)
         return _NOT_SIMPLE
 
     async def _insert_by_copy(
@@ -563,10 +550,10 @@ class PgBackend:
                 now = _utc(row[0])
                 async with cur.copy(self._sql.copy_in) as copy:
                     copy.set_types(COPY_TYPES)
-                    for d in p.inserts:
+                    for d, task_id in zip(req.inserts, p.ids, strict=True):
                         await copy.write_row(
                             (
-                                d.id,
+                                task_id,
                                 d.queue,
                                 0,
                                 d.at or now,
@@ -582,15 +569,7 @@ class PgBackend:
                         )
         except psycopg.errors.UniqueViolation:
             return None
-        inserted = []
-        for d in p.inserts:
-            at = d.at or now
-            inserted.append(
-                Task(d.queue, d.id, 0, at, claimant, d.value, now, now, 0, d.attempt, d.err)
-            )
-            if at <= now:
-                ready[d.queue] = ready.get(d.queue, 0) + 1
-        return ModifyResult(inserted=tuple(inserted))
+        return _plain_inserted(p, now, ready)
 
     async def _modify_in(self, conn: Conn, p: _Prepared, ready: dict[str, int]) -> ModifyResult:
         sql = self._sql
@@ -770,12 +749,23 @@ class _Prepared:
     Built once per request so that retries reuse the same generated ids.
     """
 
-    __slots__ = ("depend_ids", "explicit", "explicit_ids", "inserts", "mutated_ids", "request")
+    __slots__ = (
+        "_inserts",
+        "depend_ids",
+        "explicit",
+        "explicit_ids",
+        "ids",
+        "mutated_ids",
+        "request",
+    )
 
     def __init__(self, request: ModifyRequest) -> None:
         self.request = request
         self.explicit = [bool(d.id) for d in request.inserts]
-        self.inserts = [d if d.id else _with_id(d, new_task_id()) for d in request.inserts]
+        # Final insert ids, in request order: plain-insert paths use these with
+        # request.inserts and never copy a TaskData just to set its id.
+        self.ids = [d.id or new_task_id() for d in request.inserts]
+        self._inserts: list[TaskData] | None = None
         self.explicit_ids = [d.id for d in request.inserts if d.id]
         # One global lock order (by id) so that concurrent modifications never deadlock
         # on the rows they change or delete.
@@ -783,6 +773,30 @@ class _Prepared:
             [d.id for d in request.deletes] + [c.old.id for c in request.changes]
         )
         self.depend_ids = sorted(d.id for d in request.depends)
+
+    @property
+    def inserts(self) -> list[TaskData]:
+        """The inserts with their final ids (copies made once, on first use)."""
+        if self._inserts is None:
+            self._inserts = [
+                d if d.id else _with_id(d, task_id)
+                for d, task_id in zip(self.request.inserts, self.ids, strict=True)
+            ]
+        return self._inserts
+
+
+def _plain_inserted(p: _Prepared, now: datetime, ready: dict[str, int]) -> ModifyResult:
+    """The result of a request of plain inserts, all applied at the database's ``now``."""
+    claimant = p.request.claimant
+    inserted = []
+    for d, task_id in zip(p.request.inserts, p.ids, strict=True):
+        at = d.at or now
+        inserted.append(
+            Task(d.queue, task_id, 0, at, claimant, d.value, now, now, 0, d.attempt, d.err)
+        )
+        if at <= now:
+            ready[d.queue] = ready.get(d.queue, 0) + 1
+    return ModifyResult(inserted=tuple(inserted))
 
 
 def _with_id(data: TaskData, task_id: str) -> TaskData:
