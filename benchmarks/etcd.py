@@ -82,29 +82,35 @@ async def side_by_side_records(
     etcd's cost per Txn grows with the keys it holds (live keys and the
     tombstones of deleted ones until compaction): on this machine a bare
     single-key Txn costs etcd about twice the CPU with 100,000 keys stored as on
-    an empty server. So each run loads the queue first, takes the raw rate,
-    then drains the same queue with 8 workers: both see the same server state.
+    an empty server. So each run loads a queue, takes the raw rate, then drains
+    the queue with 8 workers: both see the same server state. The drain is done
+    twice: 8 workers with a handle each, and 8 workers sharing one handle (as
+    the requests of many remote workers share one handle in entroq-svc), where
+    writes queued behind the handle's calls in flight go to etcd as one Txn.
     """
     from entroq_core import AsyncEntroQ
 
-    raws, cycles, ratios = [], [], []
+    raws: list[float] = []
+    rates: dict[str, list[float]] = {"own": [], "shared": []}
     for _ in range(runs):
-        setup = await AsyncEntroQ.open(url)
-        queue = fresh_queue("side")
-        await fill(setup, queue, preload, batch=MAX_BATCH)
-        raw = await raw_txn_per_second(url)
-        clients = [await AsyncEntroQ.open(url) for _ in range(8)]
-        rate = await drain_rate(clients, queue, seconds=3.0)
-        await cleanup(setup, queue, clients, MAX_BATCH)
-        raws.append(raw)
-        cycles.append(rate)
-        ratios.append(rate / raw)
-    params = {"workers": 8, "preload": preload}
-    return [
-        median_record(label, "side_raw_txn_per_s", "txn/s", raws, callers=8, preload=preload),
-        median_record(label, "side_cycles_per_s", "cycles/s", cycles, **params),
-        median_record(label, "cycles_to_raw_txn", "ratio", ratios, **params),
-    ]
+        for handles in ("own", "shared"):
+            setup = await AsyncEntroQ.open(url)
+            queue = fresh_queue("side")
+            await fill(setup, queue, preload, batch=MAX_BATCH)
+            if handles == "own":
+                raws.append(await raw_txn_per_second(url))
+                clients = [await AsyncEntroQ.open(url) for _ in range(8)]
+            else:
+                clients = [await AsyncEntroQ.open(url)] * 8
+            rates[handles].append(await drain_rate(clients, queue, seconds=3.0))
+            await cleanup(setup, queue, list(set(clients)), MAX_BATCH)
+    out = [median_record(label, "side_raw_txn_per_s", "txn/s", raws, callers=8, preload=preload)]
+    for handles, samples in rates.items():
+        params = {"workers": 8, "handles": 8 if handles == "own" else 1, "preload": preload}
+        out.append(median_record(label, "side_cycles_per_s", "cycles/s", samples, **params))
+        ratios = [c / r for c, r in zip(samples, raws, strict=True)]
+        out.append(median_record(label, "cycles_to_raw_txn", "ratio", ratios, **params))
+    return out
 
 
 async def raw_txn_records(label: str, url: str, runs: int) -> list[Record]:

@@ -31,6 +31,7 @@ from entroq_core.wakeups import QueueWakeups
 
 from . import config as config_mod
 from . import ops
+from .batch import TxnBatcher
 from .client import EtcdClient
 from .config import EtcdConfig
 from .keys import HASH_SPACE, QUEUE_MARK, KeyLayout
@@ -68,6 +69,7 @@ class EtcdBackend:
         self._keys = KeyLayout(config.prefix)
         self._wakeups = QueueWakeups()
         self._watcher = QueueWatcher(client, self._keys, self._wakeups)
+        self._batcher = TxnBatcher(client, config.max_request_bytes)
         self._sizer = WindowSizer()
         self._rand = random.Random()
         # Records this handle wrote or read, with their mod_revision: a modify of a
@@ -233,13 +235,24 @@ class EtcdBackend:
         new = old.claimed(request.claimant, now, request.duration_ms)
         success = claim_ops(self._keys, kv.key, old, new)
         success.append(ops.get(self._keys.value(old.id)))
-        response = await self._client.txn(ops.txn([ops.mod_is(kv.key, kv.mod_revision)], success))
+        response = await self._write(ops.txn([ops.mod_is(kv.key, kv.mod_revision)], success))
         if not response.succeeded:
             return None
         self._remember(new, response.header.revision)
         values = ops.range_results(response)
         value = values[0].kvs[0].value if values and values[0].kvs else b""
         return new.to_task(value)
+
+    async def _write(self, request: ops.TxnRequest) -> ops.TxnResponse:
+        """A claim's or a modification's Txn, batched with others queued on this handle."""
+        if not self.config.batch_writes:
+            return await self._client.txn(request)
+        return await self._batcher.txn(request, ops.written_keys(request))
+
+    @property
+    def batcher(self) -> TxnBatcher:
+        """The write batcher (its counters show how much batching happened)."""
+        return self._batcher
 
     async def _promote(self, queue: str, due: list[ops.KeyValue]) -> None:
         """Move due future-index keys to the ready index so claims read short ranges."""
@@ -335,7 +348,7 @@ class EtcdBackend:
                     f"exceeds etcd's request limit of {self.config.max_request_bytes} bytes "
                     "(--max-request-bytes; the backend option max_request_bytes)",
                 )
-            response = await self._client.txn(plan.request)
+            response = await self._write(plan.request)
             if response.succeeded:
                 return self._applied(plan, response.header.revision, now)
             # The failure branch read every named task at the failing revision.

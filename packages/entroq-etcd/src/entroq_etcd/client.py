@@ -285,6 +285,11 @@ def _map_error(code: grpc.StatusCode, details: str, endpoint: str, request: Mess
             f"touches too many tasks for one etcd transaction; raise etcd's --max-txn-ops "
             f"or split it ({where})",
         )
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        # etcd checks a request before proposing it: nothing was applied.
+        return InvalidArgument(
+            "modification", f"<{request.ByteSize()} bytes>", f"etcd refused it ({where})"
+        )
     if code == grpc.StatusCode.CANCELLED:
         return BackendUnavailable(f"etcd call cancelled by the server: {where}")
     # Anything else (corrupt, compacted, internal) is the store failing, not the caller.

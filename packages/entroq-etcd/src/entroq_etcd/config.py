@@ -8,7 +8,9 @@ Options may come from the URL query or as keyword arguments (which win):
 ``call_timeout`` (seconds an etcd call may take before the backend reports
 the cluster unavailable, default 5), and ``max_request_bytes`` (etcd's
 ``--max-request-bytes``, default 1.5 MiB: larger modifications are refused
-before they are sent).
+before they are sent), and ``batch_writes`` (default true: claims and
+modifications that would wait behind this handle's calls in flight go to etcd
+together as one Txn of nested Txns; see ``batch``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _KNOWN = {
     "server_name",
     "call_timeout",
     "max_request_bytes",
+    "batch_writes",
 }
 
 
@@ -53,6 +56,7 @@ class EtcdConfig:
     server_name: str | None = None
     call_timeout: float = DEFAULT_CALL_TIMEOUT
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    batch_writes: bool = True
 
     def describe(self) -> str:
         """The endpoints as one readable string, for error messages."""
@@ -152,4 +156,5 @@ def parse(url: str, options: dict[str, Any]) -> EtcdConfig:
         max_request_bytes=_positive(
             "max_request_bytes", settings.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES), int
         ),
+        batch_writes=_bool("batch_writes", settings.get("batch_writes", True)),
     )

@@ -98,3 +98,19 @@ def txn(
 def range_results(response: TxnResponse) -> list[RangeResponse]:
     """The range responses of a Txn's taken branch, in operation order."""
     return [r.response_range for r in response.responses if r.HasField("response_range")]
+
+
+def written_keys(request: TxnRequest) -> frozenset[bytes]:
+    """Keys a Txn's branches put or delete; empty if it deletes a range or nests Txns."""
+    keys = set()
+    for op in (*request.success, *request.failure):
+        kind = op.WhichOneof("request")
+        if kind == "request_put":
+            keys.add(op.request_put.key)
+        elif kind == "request_delete_range":
+            if op.request_delete_range.range_end:
+                return frozenset()
+            keys.add(op.request_delete_range.key)
+        elif kind == "request_txn":
+            return frozenset()
+    return frozenset(keys)

@@ -1,0 +1,196 @@
+"""Group commit: concurrent writes of one handle share etcd Txns, each still on its own."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import pytest
+
+from entroq_core.errors import DependencyError, InvalidArgument
+from entroq_core.requests import ClaimRequest, ModifyRequest, TasksRequest
+from entroq_core.types import TaskData, TaskID
+from entroq_etcd import ops
+from entroq_etcd.backend import EtcdBackend, open_backend
+from entroq_etcd.batch import TxnBatcher, _Waiting
+from entroq_etcd.client import EtcdClient
+from entroq_etcd.config import parse
+
+HANG_GUARD = 60
+
+
+async def _etcd(url: str) -> EtcdBackend:
+    backend = await open_backend(url)
+    assert isinstance(backend, EtcdBackend)
+    return backend
+
+
+def test_concurrent_claims_and_deletes_on_one_handle_batch_and_commit_each_once(
+    etcd_url: str,
+) -> None:
+    async def run() -> None:
+        backend = await _etcd(etcd_url)
+        try:
+            inserts = tuple(TaskData("jobs", value=b"%d" % i) for i in range(300))
+            await backend.modify(ModifyRequest("filler", inserts=inserts))
+            done: list[bytes] = []
+
+            async def worker(n: int) -> None:
+                while True:
+                    task = await backend.try_claim(ClaimRequest(f"w{n}", ("jobs",), 30_000))
+                    if task is None:
+                        return
+                    await backend.modify(ModifyRequest(f"w{n}", deletes=(task.as_id(),)))
+                    done.append(task.value)
+
+            async with asyncio.timeout(HANG_GUARD):
+                await asyncio.gather(*(worker(n) for n in range(16)))
+            assert sorted(done) == sorted(d.value for d in inserts)
+            assert await backend.try_claim(ClaimRequest("late", ("jobs",), 30_000)) is None
+            # 16 callers on one handle with two Txns in flight: most writes queued.
+            assert backend.batcher.batches_sent > 0
+            assert backend.batcher.requests_batched >= 2 * backend.batcher.batches_sent
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_batched_modifications_fail_and_succeed_independently(etcd_url: str) -> None:
+    async def run() -> None:
+        backend = await _etcd(etcd_url)
+        try:
+            made = await backend.modify(
+                ModifyRequest("me", inserts=tuple(TaskData("q", value=b"x") for _ in range(40)))
+            )
+            tasks = made.inserted
+            # Every other delete names a stale version: those alone must fail.
+            requests = [
+                ModifyRequest("me", deletes=(TaskID(t.id, t.version + (i % 2), t.queue),))
+                for i, t in enumerate(tasks)
+            ]
+            async with asyncio.timeout(HANG_GUARD):
+                outcomes = await asyncio.gather(
+                    *(backend.modify(r) for r in requests), return_exceptions=True
+                )
+            for i, outcome in enumerate(outcomes):
+                if i % 2:
+                    assert isinstance(outcome, DependencyError), outcome
+                    assert [d.id for d in outcome.deletes] == [tasks[i].id]
+                else:
+                    assert not isinstance(outcome, BaseException), outcome
+            left = {t.id for t in await _all(backend, "q")}
+            assert left == {t.id for i, t in enumerate(tasks) if i % 2}
+            assert backend.batcher.batches_sent > 0
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_inserts_into_one_queue_never_share_a_txn_but_all_land(etcd_url: str) -> None:
+    # Each insert writes the queue's registry key: two in one Txn would make
+    # etcd refuse the whole Txn, so the batcher keeps them apart.
+    async def run() -> None:
+        backend = await _etcd(etcd_url)
+        try:
+            async with asyncio.timeout(HANG_GUARD):
+                await asyncio.gather(
+                    *(
+                        backend.modify(ModifyRequest("me", inserts=(TaskData("same"),)))
+                        for _ in range(30)
+                    )
+                )
+            assert len(await _all(backend, "same")) == 30
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_batch_etcd_refuses_is_sent_again_request_by_request(etcd_url: str) -> None:
+    # Two requests that put the same key, declared (wrongly) as disjoint: etcd
+    # refuses their batch as a whole, and each must then succeed alone.
+    async def run() -> None:
+        config = parse(etcd_url, {})
+        client = EtcdClient(config)
+        batcher = TxnBatcher(client, config.max_request_bytes)
+        key = urlsplit(etcd_url).path.encode() + b"batch-refused"
+        loop = asyncio.get_running_loop()
+        try:
+            waiting = [
+                _Waiting(
+                    ops.txn(success=[ops.put(key, b"v%d" % i)]),
+                    frozenset([b"declared-%d" % i]),
+                    loop.create_future(),
+                    0,
+                    False,
+                )
+                for i in range(2)
+            ]
+            batcher._queue.extend(waiting)
+            batch = batcher._take_batch()
+            assert batch == waiting  # the declared keys do not overlap
+            batcher._in_flight += 1
+            async with asyncio.timeout(HANG_GUARD):
+                await batcher._send(batch)
+                responses = [await w.result for w in waiting]
+            assert all(r.succeeded for r in responses)
+            assert batcher.batches_sent == 0
+            stored = await client.range(ops.scan(key, b""))
+            assert stored.kvs[0].version == 2  # both puts applied, one after the other
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_requests_with_overlapping_writes_go_in_different_batches() -> None:
+    async def run() -> None:
+        batcher = TxnBatcher(EtcdClient(parse("etcd://127.0.0.1:1", {})), 1 << 20)
+        loop = asyncio.get_running_loop()
+
+        def waiting(*keys: bytes, alone: bool = False) -> _Waiting:
+            return _Waiting(ops.txn(), frozenset(keys), loop.create_future(), 10, alone)
+
+        a, b, c, d, e = (
+            waiting(b"t/1", b"q/x"),
+            waiting(b"t/2", b"q/x"),  # shares q/x with a
+            waiting(b"t/3"),
+            waiting(b"t/4", alone=True),
+            waiting(b"t/5"),
+        )
+        cancelled = waiting(b"t/6")
+        cancelled.result.cancel()
+        batcher._queue.extend([a, b, cancelled, c, d, e])
+        assert batcher._take_batch() == [a, c, e]
+        assert batcher._take_batch() == [b]
+        assert batcher._take_batch() == [d]
+        assert batcher._take_batch() == []
+
+    asyncio.run(run())
+
+
+def test_batching_can_be_turned_off(etcd_url: str) -> None:
+    async def run() -> None:
+        backend = await open_backend(etcd_url + "?batch_writes=false")
+        assert isinstance(backend, EtcdBackend)
+        try:
+            await asyncio.gather(
+                *(
+                    backend.modify(ModifyRequest("me", inserts=(TaskData(f"q{i}"),)))
+                    for i in range(20)
+                )
+            )
+            assert backend.batcher.batches_sent == 0
+            assert all([await _all(backend, f"q{i}") for i in range(20)])
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+    with pytest.raises(InvalidArgument, match=r"batch_writes.*maybe"):
+        parse("etcd://127.0.0.1:2379?batch_writes=maybe", {})
+
+
+async def _all(backend: EtcdBackend, queue: str) -> list[object]:
+    return [t async for t in backend.tasks(TasksRequest(queue=queue))]
