@@ -37,6 +37,24 @@ async def start() -> AsyncIterator[str]:
         await asyncio.to_thread(cluster.stop)
 
 
+# The etcd URL behind each `entroq-svc` the etcd-svc target started.
+_BEHIND_SVC: dict[str, str] = {}
+
+
+@asynccontextmanager
+async def start_svc() -> AsyncIterator[str]:
+    """`entroq-svc --backend <a throwaway etcd>`, as users deploy it."""
+    from scripts.servers.entroq_svc import svc_process
+
+    async with start() as etcd_url:
+        with svc_process(etcd_url) as url:
+            _BEHIND_SVC[url] = etcd_url
+            try:
+                yield url
+            finally:
+                del _BEHIND_SVC[url]
+
+
 async def raw_txn_per_second(url: str, callers: int = 8, seconds: float = 3.0) -> float:
     """Single-key Txns (one compare, one put) per second straight through grpc.aio."""
     import grpc.aio
@@ -113,8 +131,41 @@ async def side_by_side_records(
     return out
 
 
+async def svc_side_by_side_records(
+    label: str, url: str, runs: int, preload: int = 5000
+) -> list[Record]:
+    """Through entroq-svc: 8 remote workers' cycles beside etcd's raw Txn rate.
+
+    The service holds one backend handle for all its clients, so their writes
+    queue behind each other there and go to etcd in shared Txns. Each run loads
+    a queue, takes the raw rate on the etcd behind the service, then drains the
+    queue with 8 gRPC clients, so both see the same server state.
+    """
+    from entroq_core import AsyncEntroQ
+
+    etcd_url = _BEHIND_SVC[url]
+    raws: list[float] = []
+    cycles: list[float] = []
+    for _ in range(runs):
+        setup = await AsyncEntroQ.open(url)
+        queue = fresh_queue("svc-side")
+        await fill(setup, queue, preload, batch=MAX_BATCH)
+        raws.append(await raw_txn_per_second(etcd_url))
+        clients = [await AsyncEntroQ.open(url) for _ in range(8)]
+        cycles.append(await drain_rate(clients, queue, seconds=3.0))
+        await cleanup(setup, queue, clients, MAX_BATCH)
+    params = {"workers": 8, "via": "entroq-svc", "preload": preload}
+    ratios = [c / r for c, r in zip(cycles, raws, strict=True)]
+    return [
+        median_record(label, "side_raw_txn_per_s", "txn/s", raws, callers=8, preload=preload),
+        median_record(label, "side_cycles_per_s", "cycles/s", cycles, **params),
+        median_record(label, "cycles_to_raw_txn", "ratio", ratios, **params),
+    ]
+
+
 async def raw_txn_records(label: str, url: str, runs: int) -> list[Record]:
     """The raw Txn rate with 8 concurrent callers on the same server: fresh and at the end."""
+    url = _BEHIND_SVC.get(url, url)
     out = []
     fresh = _FRESH_RAW.pop(url, None)
     if fresh:

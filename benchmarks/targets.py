@@ -91,6 +91,20 @@ def _etcd_target() -> Target:
     )
 
 
+def _etcd_svc_target() -> Target:
+    from . import etcd
+
+    return Target(
+        "etcd-svc",
+        etcd.start_svc,
+        workers=(1, 8, 32),
+        batches=(1, 100),
+        depths=(1_000, 100_000),
+        extras=[etcd.svc_side_by_side_records, etcd.raw_txn_records],
+        max_batch=etcd.MAX_BATCH,
+    )
+
+
 def _grpc_target() -> Target:
     from .grpc_measures import grpc_extras
     from .process_measures import process_records
@@ -108,6 +122,7 @@ def _grpc_target() -> Target:
 TARGETS: dict[str, Target] = {
     "mem": Target("mem", _mem, rss=True),
     "etcd": _etcd_target(),
+    "etcd-svc": _etcd_svc_target(),
     "grpc": _grpc_target(),
     "pg": _pg_target(),
     "pg-svc": Target("pg-svc", _pg_svc, workers=(1, 8, 32), depths=(1_000, 100_000)),
