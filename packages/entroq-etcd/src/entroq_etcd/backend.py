@@ -247,7 +247,7 @@ class EtcdBackend:
         """A claim's or a modification's Txn, batched with others queued on this handle."""
         if not self.config.batch_writes:
             return await self._client.txn(request)
-        return await self._batcher.txn(request, ops.written_keys(request))
+        return await self._batcher.txn(request)
 
     @property
     def batcher(self) -> TxnBatcher:

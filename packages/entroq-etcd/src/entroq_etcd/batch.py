@@ -58,8 +58,8 @@ class TxnBatcher:
         self.batches_sent = 0  # Txns that carried more than one request
         self.requests_batched = 0  # requests that went in such Txns
 
-    async def txn(self, request: ops.TxnRequest, writes: frozenset[bytes]) -> ops.TxnResponse:
-        """Run one write Txn whose puts and deletes touch exactly the keys ``writes``."""
+    async def txn(self, request: ops.TxnRequest) -> ops.TxnResponse:
+        """Run one write Txn, alone at once or in a batch if it would have to wait."""
         if self._in_flight < MAX_IN_FLIGHT and not self._queue:
             self._in_flight += 1
             try:
@@ -67,6 +67,8 @@ class TxnBatcher:
             finally:
                 self._in_flight -= 1
                 self._dispatch()
+        # Only a request that waits is examined: one sent at once costs nothing extra.
+        writes = ops.written_keys(request)
         size = request.ByteSize()
         alone = size > MAX_BYTES_TO_BATCH or _op_count(request) > MAX_OPS_TO_BATCH
         alone = alone or not writes  # unknown writes: cannot be checked for overlaps
