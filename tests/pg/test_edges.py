@@ -217,3 +217,45 @@ def test_big_batch_with_one_colliding_id_inserts_nothing(pg_url: str) -> None:
             await eq.aclose()
 
     asyncio.run(run())
+
+
+def test_big_batch_returns_what_was_stored_at_the_database_time(pg_url: str) -> None:
+    # Batches of COPY_THRESHOLD tasks or more go through COPY in a transaction
+    # the backend opens and ends itself: what it returns must be what is stored,
+    # and the connection must go back to the pool with no transaction open.
+    queue = _q("copy")
+
+    async def run() -> None:
+        backend = await entroq_pg.open_backend(pg_url + "?pool_max=1")
+        eq = AsyncEntroQ(backend)
+        try:
+            later = datetime(2100, 1, 1, tzinfo=UTC)
+            batch = [
+                TaskData(queue, value=b"%d" % i)
+                for i in range(entroq_pg.backend.COPY_THRESHOLD * 3)
+            ]
+            batch[0] = TaskData(queue, value=b"later", at=later)
+            before = await eq.time()
+            done = await eq.modify(Modification(inserts=batch))
+            after = await eq.time()
+            stored = {t.id: t for t in await eq.tasks(queue)}
+            assert {t.id: t for t in done.inserted} == stored
+            assert len(stored) == len(batch)
+            first, *rest = done.inserted
+            assert first.at == later and first.value == b"later"
+            for t in rest:
+                assert before <= t.created == t.modified == t.at <= after
+            # One pooled connection: had the COPY left a transaction open, this
+            # claim would run inside it and a second handle would not see the lease.
+            task = await eq.try_claim(queue, 30)
+            assert task is not None
+            other = AsyncEntroQ(await entroq_pg.open_backend(pg_url))
+            try:
+                (seen,) = [t for t in await other.tasks(queue) if t.id == task.id]
+                assert seen.version == task.version == 1
+            finally:
+                await other.aclose()
+        finally:
+            await eq.aclose()
+
+    asyncio.run(run())

@@ -67,6 +67,7 @@ COPY_TYPES = [
     "bytea",
 ]
 NOW_QUERY = "SELECT date_trunc('milliseconds', now())"
+BEGIN_AND_NOW_QUERY = "BEGIN; " + NOW_QUERY
 Conn = psycopg.AsyncConnection[Any]
 Row = Sequence[Any]
 
@@ -543,34 +544,45 @@ class PgBackend:
         req = p.request
         claimant = req.claimant
         rnd = random.getrandbits
+        cur = conn.cursor()
+        # BEGIN and the clock read in one round trip (no parameters: psycopg
+        # sends it as one simple query); the transaction is then ours to end.
+        await cur.execute(BEGIN_AND_NOW_QUERY)
+        while cur.description is None and cur.nextset():
+            pass  # skip BEGIN's result to the clock's
+        row = await cur.fetchone()
+        assert row is not None
+        now = _utc(row[0])
         try:
-            async with conn.transaction():
-                cur = conn.cursor()
-                await cur.execute(NOW_QUERY)
-                row = await cur.fetchone()
-                assert row is not None
-                now = _utc(row[0])
-                async with cur.copy(self._sql.copy_in) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for d, task_id in zip(req.inserts, p.ids, strict=True):
-                        await copy.write_row(
-                            (
-                                task_id,
-                                d.queue,
-                                0,
-                                d.at or now,
-                                rnd(32) - 2**31,
-                                0,
-                                d.attempt,
-                                now,
-                                now,
-                                claimant,
-                                d.err,
-                                d.value,
-                            )
+            async with cur.copy(self._sql.copy_in) as copy:
+                copy.set_types(COPY_TYPES)
+                for d, task_id in zip(req.inserts, p.ids, strict=True):
+                    await copy.write_row(
+                        (
+                            task_id,
+                            d.queue,
+                            0,
+                            d.at or now,
+                            rnd(32) - 2**31,
+                            0,
+                            d.attempt,
+                            now,
+                            now,
+                            claimant,
+                            d.err,
+                            d.value,
                         )
+                    )
+            await cur.execute("COMMIT")
         except psycopg.errors.UniqueViolation:
+            await conn.rollback()
             return None
+        except BaseException:
+            # No transaction left open on a connection going back to the pool
+            # (a broken one is discarded by the pool anyway).
+            with contextlib.suppress(Exception):
+                await conn.rollback()
+            raise
         return _plain_inserted(p, now, ready)
 
     async def _modify_in(self, conn: Conn, p: _Prepared, ready: dict[str, int]) -> ModifyResult:
