@@ -42,8 +42,15 @@ from .listener import Listener, channel_name
 from .modify_sql import Shape
 from .modify_sql import build as build_modify
 from .notifier import Notifier
-from .schema import check_current, current_version, migrate
+from .schema import check_current, current_version, migrate, quote_ident
 from .statements import Statements, render
+from .waiters import (
+    REFRESH_SECONDS,
+    WaiterRegistry,
+    notify_waited_sql,
+    register_sql,
+    unregister_sql,
+)
 
 log = logging.getLogger("entroq_pg")
 
@@ -130,12 +137,14 @@ class PgBackend:
     def __init__(self, config: PgConfig) -> None:
         self._config = config
         self._sql: Statements = render(config.schema)
+        self._waiters_sql = register_sql(quote_ident(config.schema))
         self._channel = channel_name(config.schema)
         self._token = uuid.uuid4().hex[:12]
         self._wakeups = QueueWakeups()
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: Listener | None = None
         self._notifier: Notifier | None = None
+        self._waiters: WaiterRegistry | None = None
         self._probe: asyncio.Task[None] | None = None
         self._probe_result: asyncio.Event | None = None
         self._down_reason = ""
@@ -183,12 +192,15 @@ class PgBackend:
             await self._pool.close()
             raise translate(exc, f"connecting to {config.display}") from None
         if config.notify:
-            self._notifier = Notifier(config.conninfo, self._channel, self._token)
-            self._notifier.start()
-            self._listener = Listener(
-                config.conninfo, self._channel, self._token, self._wakeups, {}
+            schema = quote_ident(config.schema)
+            self._notifier = Notifier(
+                config.conninfo, self._channel, self._token, notify_waited_sql(schema)
             )
-            await self._listener.start(wait=config.pool_timeout)
+            self._notifier.start()
+            listener = Listener(config.conninfo, self._channel, self._token, self._wakeups, {})
+            self._listener = listener
+            await listener.start(wait=config.pool_timeout)
+            self._waiters = WaiterRegistry(self._register_waiting, lambda: listener.reconnects)
 
     async def aclose(self) -> None:
         """Close the pool and the listener; waiting claims stop waking."""
@@ -199,6 +211,13 @@ class PgBackend:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._probe
+        if self._waiters is not None and self._waiters.writes and self._pool is not None:
+            # Producers stop notifying for us now rather than when our rows lapse.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0), self._pool.connection() as conn:
+                    await conn.execute(
+                        unregister_sql(quote_ident(self._config.schema)), {"t": self._token}
+                    )
         if self._notifier is not None:
             await self._notifier.aclose()
         if self._listener is not None:
@@ -318,9 +337,19 @@ class PgBackend:
 
     async def claim(self, request: ClaimRequest, poll: float) -> Task:
         """Claim a task, waiting for wake-ups (local and NOTIFY) and the next arrival."""
+        if self._waiters is not None:
+            # Before the first try, so no producer's commit can fall between
+            # that try and other processes learning that we wait (waiters.py).
+            await self._waiters.register(request.queues)
         return await claim_until_found(
             request, self.try_claim, self._wakeups, poll, self._next_arrival
         )
+
+    async def _register_waiting(self, queues: list[str]) -> None:
+        async def run(conn: Conn) -> None:
+            await conn.execute(self._waiters_sql, {"qs": queues, "t": self._token})
+
+        await self._call("claim", run, replay_safe=True)
 
     async def _next_arrival(self, queues: tuple[str, ...]) -> float | None:
         async def run(conn: Conn) -> float | None:
@@ -329,6 +358,10 @@ class PgBackend:
             return None if row is None or row[0] is None else max(float(row[0]), 0.0)
 
         soonest = await self._call("claim", run, replay_safe=True)
+        if self._waiters is not None:
+            # About to wait: keep our waiter rows live, and come back before they lapse.
+            await self._waiters.register(queues)
+            soonest = REFRESH_SECONDS if soonest is None else min(soonest, REFRESH_SECONDS)
         if self._config.notify and not self.listening:
             soonest = (
                 FALLBACK_POLL_SECONDS if soonest is None else min(soonest, FALLBACK_POLL_SECONDS)

@@ -8,7 +8,8 @@ its per-queue counts to this notifier, which sends them (coalesced: one
 NOTIFY per queue per batch) on its own connection with
 ``synchronous_commit = off``: a notify-only transaction has nothing to lose in
 a crash, so its commit need not wait for the disk, and the lock is held only
-for moments. Notifications go out after the data is committed and visible.
+for moments. Notifications go out after the data is committed and visible,
+and only for queues that some handle registered as waited on (``waiters``).
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ from .listener import payload
 
 log = logging.getLogger("entroq_pg")
 
-_SEND = "SELECT pg_notify(%(chan)s, p) FROM unnest(%(payloads)s::text[]) AS p"
-
 
 class Notifier:
     """Coalesces per-queue wake-up counts and NOTIFYs them from one connection."""
 
-    def __init__(self, conninfo: str, channel: str, token: str) -> None:
+    def __init__(self, conninfo: str, channel: str, token: str, send_sql: str) -> None:
         self._conninfo = conninfo
+        self._send_sql = send_sql  # waiters.notify_waited_sql for the schema
         self._channel = channel
         self._token = token
         self._pending: dict[str, int] = {}
@@ -95,9 +95,10 @@ class Notifier:
             try:
                 conn = await self._connect()
                 await conn.execute(
-                    _SEND,
+                    self._send_sql,
                     {
                         "chan": self._channel,
+                        "queues": list(batch),
                         "payloads": [payload(self._token, n, q) for q, n in batch.items()],
                     },
                 )

@@ -51,6 +51,18 @@ MIGRATIONS: list[list[str]] = [
         """,
         "CREATE INDEX tasks_claim ON {s}.tasks (queue, at, rnd)",
     ],
+    # 2: which queues have waiting claims, so producers NOTIFY only those (waiters.py).
+    # UNLOGGED: nothing here needs to survive a crash, and writes skip the WAL.
+    [
+        """
+        CREATE UNLOGGED TABLE {s}.waiters (
+            queue  text COLLATE "C" NOT NULL,
+            token  text NOT NULL,
+            until  timestamptz NOT NULL,
+            PRIMARY KEY (queue, token)
+        )
+        """,
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
