@@ -137,7 +137,8 @@ class PgBackend:
     def __init__(self, config: PgConfig) -> None:
         self._config = config
         self._sql: Statements = render(config.schema)
-        self._waiters_sql = register_sql(quote_ident(config.schema))
+        self._register_sql = register_sql(quote_ident(config.schema))
+        self._unregister_sql = unregister_sql(quote_ident(config.schema))
         self._channel = channel_name(config.schema)
         self._token = uuid.uuid4().hex[:12]
         self._wakeups = QueueWakeups()
@@ -215,9 +216,7 @@ class PgBackend:
             # Producers stop notifying for us now rather than when our rows lapse.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0), self._pool.connection() as conn:
-                    await conn.execute(
-                        unregister_sql(quote_ident(self._config.schema)), {"t": self._token}
-                    )
+                    await conn.execute(self._unregister_sql, {"t": self._token})
         if self._notifier is not None:
             await self._notifier.aclose()
         if self._listener is not None:
@@ -347,7 +346,7 @@ class PgBackend:
 
     async def _register_waiting(self, queues: list[str]) -> None:
         async def run(conn: Conn) -> None:
-            await conn.execute(self._waiters_sql, {"qs": queues, "t": self._token})
+            await conn.execute(self._register_sql, {"qs": queues, "t": self._token})
 
         await self._call("claim", run, replay_safe=True)
 
