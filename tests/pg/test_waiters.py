@@ -64,7 +64,7 @@ def test_inserts_notify_only_queues_somebody_waits_on(pg_url: str) -> None:
             async with _heard(pg_url) as heard:
                 await producer.modify(Modification().insert(idle, b"nobody waits"))
                 await asyncio.sleep(QUIET)
-                assert heard == []
+                assert idle not in heard
 
                 # poll=600: only a notification can wake this claim in time.
                 waiting = asyncio.create_task(waiter.claim(waited, 30, poll=600))
@@ -78,7 +78,8 @@ def test_inserts_notify_only_queues_somebody_waits_on(pg_url: str) -> None:
                     task = await waiting
                 assert task.value == b"for you"
                 await asyncio.sleep(QUIET)
-                assert heard == [waited]
+                # Other tests' queues may share the channel: look at ours only.
+                assert [q for q in heard if q in (idle, waited)] == [waited]
         finally:
             await producer.aclose()
             await waiter.aclose()
