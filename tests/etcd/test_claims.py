@@ -194,3 +194,29 @@ def test_a_stale_cached_version_is_reported_from_what_etcd_holds(etcd_url: str) 
             await b.aclose()
 
     asyncio.run(run())
+
+
+def test_a_watching_handle_hears_arrivals_and_leases_but_not_claims(etcd_url: str) -> None:
+    # Every handle with a waiting claim watches its queue; each event costs it a
+    # decode. A ready key's delete (a task claimed) wakes nobody, so it is filtered
+    # at etcd: insert, claim and delete make 3 events (ready put, lease put,
+    # lease delete), not 4.
+    async def run() -> None:
+        watcher = await open_backend(etcd_url)
+        producer = await open_backend(etcd_url)
+        try:
+            await watcher._watcher.ensure(("heard",), 10)
+            await producer.modify(ModifyRequest("p", inserts=(TaskData("heard"),)))
+            task = await producer.try_claim(ClaimRequest("p", ("heard",), 30_000))
+            assert task is not None
+            await producer.modify(ModifyRequest("p", deletes=(task.as_id(),)))
+            async with asyncio.timeout(HANG_GUARD):
+                while watcher._watcher.events < 3:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)  # anything more would have arrived by now
+            assert watcher._watcher.events == 3
+        finally:
+            await watcher.aclose()
+            await producer.aclose()
+
+    asyncio.run(run())

@@ -58,6 +58,7 @@ class QueueWatcher:
         self._pending_creates: list[str] = []
         self._sent: set[str] = set()  # queues whose creates went on the current stream
         self._timers: dict[str, _Timers] = {}
+        self.events = 0  # watch events received (each costs this process a decode)
         self._call: grpc.aio.StreamStreamCall | None = None  # type: ignore[type-arg]
         self._runner: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
@@ -132,9 +133,21 @@ class QueueWatcher:
         if self._call is None or queue in self._sent:
             return
         self._sent.add(queue)
-        for start, end in (self._keys.ready_range(queue), self._keys.future_range(queue)):
+        ready_start, ready_end = self._keys.ready_range(queue)
+        future_start, future_end = self._keys.future_range(queue)
+        creates = (
+            # A ready key deleted is a task claimed, moved or done: nothing to wake
+            # for, and with many waiting handles most events would be those.
+            rpc_pb2.WatchCreateRequest(
+                key=ready_start,
+                range_end=ready_end,
+                filters=[rpc_pb2.WatchCreateRequest.NODELETE],
+            ),
+            # Future-key deletes cancel the timers their puts armed.
+            rpc_pb2.WatchCreateRequest(key=future_start, range_end=future_end),
+        )
+        for create in creates:
             self._pending_creates.append(queue)
-            create = rpc_pb2.WatchCreateRequest(key=start, range_end=end)
             await self._call.write(rpc_pb2.WatchRequest(create_request=create))
 
     async def _run(self) -> None:
@@ -211,6 +224,7 @@ class QueueWatcher:
             self._event(event)
 
     def _event(self, event: kv_pb2.Event) -> None:
+        self.events += 1
         parsed = self._keys.parse_index(event.kv.key)
         if parsed is None:
             return
