@@ -44,6 +44,13 @@ async def _heard(pg_url: str) -> AsyncIterator[list[str]]:
         await conn.close()
 
 
+async def _registered(pg_url: str, queue: str, within: float = 30) -> None:
+    """Wait until some handle has a live waiter row for ``queue``."""
+    async with asyncio.timeout(within):
+        while await _rows(pg_url, queue) == 0:
+            await asyncio.sleep(0.01)
+
+
 async def _rows(pg_url: str, queue: str) -> int:
     async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
         cur = await conn.execute(
@@ -68,9 +75,7 @@ def test_inserts_notify_only_queues_somebody_waits_on(pg_url: str) -> None:
 
                 # poll=600: only a notification can wake this claim in time.
                 waiting = asyncio.create_task(waiter.claim(waited, 30, poll=600))
-                async with asyncio.timeout(30):
-                    while await _rows(pg_url, waited) == 0:
-                        await asyncio.sleep(0.01)
+                await _registered(pg_url, waited)
                 await producer.modify(
                     Modification().insert(idle, b"still nobody").insert(waited, b"for you")
                 )
@@ -99,9 +104,7 @@ def test_a_waiter_registers_again_after_its_rows_and_listener_are_lost(pg_url: s
         producer = AsyncEntroQ(await entroq_pg.open_backend(pg_url))
         try:
             waiting = asyncio.create_task(eq.claim(queue, 30, poll=600))
-            async with asyncio.timeout(30):
-                while await _rows(pg_url, queue) == 0:
-                    await asyncio.sleep(0.01)
+            await _registered(pg_url, queue)
             async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
                 await admin.execute("DELETE FROM entroq.waiters")
                 await admin.execute(
@@ -109,9 +112,7 @@ def test_a_waiter_registers_again_after_its_rows_and_listener_are_lost(pg_url: s
                     " WHERE query LIKE 'LISTEN %%' AND pid <> pg_backend_pid()"
                 )
             # Well before the waiter's own refresh (REFRESH_SECONDS) would do it.
-            async with asyncio.timeout(REFRESH_SECONDS / 2):
-                while await _rows(pg_url, queue) == 0:
-                    await asyncio.sleep(0.01)
+            await _registered(pg_url, queue, within=REFRESH_SECONDS / 2)
             await producer.modify(Modification().insert(queue, b"after the loss"))
             async with asyncio.timeout(10):
                 task = await waiting

@@ -127,10 +127,6 @@ class TxnBatcher:
                 # Refused as a whole before anything was applied: each goes alone.
                 await asyncio.gather(*(_settle(w, self._client.txn(w.request)) for w in batch))
                 return
-            except BaseException as exc:
-                for w in batch:
-                    _fail(w, exc)
-                raise
             self.batches_sent += 1
             self.requests_batched += len(batch)
             for w, part in zip(batch, response.responses, strict=True):
@@ -139,9 +135,11 @@ class TxnBatcher:
                 own.header.CopyFrom(response.header)
                 if not w.result.done():
                     w.result.set_result(own)
-        except Exception as exc:  # every caller hears of it (those already told are skipped)
+        except BaseException as exc:  # every caller hears of it (those already told are skipped)
             for w in batch:
                 _fail(w, exc)
+            if not isinstance(exc, Exception):
+                raise  # this sender was cancelled: let it end cancelled
         finally:
             self._in_flight -= 1
             self._dispatch()
