@@ -106,29 +106,9 @@ async def side_by_side_records(
     the requests of many remote workers share one handle in entroq-svc), where
     writes queued behind the handle's calls in flight go to etcd as one Txn.
     """
-    from entroq_core import AsyncEntroQ
-
-    raws: list[float] = []
-    rates: dict[str, list[float]] = {"own": [], "shared": []}
-    for _ in range(runs):
-        for handles in ("own", "shared"):
-            setup = await AsyncEntroQ.open(url)
-            queue = fresh_queue("side")
-            await fill(setup, queue, preload, batch=MAX_BATCH)
-            if handles == "own":
-                raws.append(await raw_txn_per_second(url))
-                clients = [await AsyncEntroQ.open(url) for _ in range(8)]
-            else:
-                clients = [await AsyncEntroQ.open(url)] * 8
-            rates[handles].append(await drain_rate(clients, queue, seconds=3.0))
-            await cleanup(setup, queue, list(set(clients)), MAX_BATCH)
-    out = [median_record(label, "side_raw_txn_per_s", "txn/s", raws, callers=8, preload=preload)]
-    for handles, samples in rates.items():
-        params = {"workers": 8, "handles": 8 if handles == "own" else 1, "preload": preload}
-        out.append(median_record(label, "side_cycles_per_s", "cycles/s", samples, **params))
-        ratios = [c / r for c, r in zip(samples, raws, strict=True)]
-        out.append(median_record(label, "cycles_to_raw_txn", "ratio", ratios, **params))
-    return out
+    own = {"workers": 8, "handles": 8, "preload": preload}
+    shared = {"workers": 8, "handles": 1, "preload": preload}
+    return await _beside_raw(label, url, url, runs, preload, [(own, False), (shared, True)])
 
 
 async def svc_side_by_side_records(
@@ -137,30 +117,47 @@ async def svc_side_by_side_records(
     """Through entroq-svc: 8 remote workers' cycles beside etcd's raw Txn rate.
 
     The service holds one backend handle for all its clients, so their writes
-    queue behind each other there and go to etcd in shared Txns. Each run loads
-    a queue, takes the raw rate on the etcd behind the service, then drains the
-    queue with 8 gRPC clients, so both see the same server state.
+    queue behind each other there and go to etcd in shared Txns. The raw rate
+    is taken on the etcd behind the service.
     """
+    via = {"workers": 8, "via": "entroq-svc", "preload": preload}
+    return await _beside_raw(label, url, _BEHIND_SVC[url], runs, preload, [(via, False)])
+
+
+async def _beside_raw(
+    label: str,
+    url: str,
+    etcd_url: str,
+    runs: int,
+    preload: int,
+    drains: list[tuple[dict[str, object], bool]],
+) -> list[Record]:
+    """Per run: load a queue, take etcd's raw rate, drain it with 8 workers; per drain
+    shape (its record params, and whether the workers share one handle) the cycle
+    rate and its ratio to the raw rate of the same run."""
     from entroq_core import AsyncEntroQ
 
-    etcd_url = _BEHIND_SVC[url]
     raws: list[float] = []
-    cycles: list[float] = []
+    rates: list[list[float]] = [[] for _ in drains]
     for _ in range(runs):
-        setup = await AsyncEntroQ.open(url)
-        queue = fresh_queue("svc-side")
-        await fill(setup, queue, preload, batch=MAX_BATCH)
-        raws.append(await raw_txn_per_second(etcd_url))
-        clients = [await AsyncEntroQ.open(url) for _ in range(8)]
-        cycles.append(await drain_rate(clients, queue, seconds=3.0))
-        await cleanup(setup, queue, clients, MAX_BATCH)
-    params = {"workers": 8, "via": "entroq-svc", "preload": preload}
-    ratios = [c / r for c, r in zip(cycles, raws, strict=True)]
-    return [
-        median_record(label, "side_raw_txn_per_s", "txn/s", raws, callers=8, preload=preload),
-        median_record(label, "side_cycles_per_s", "cycles/s", cycles, **params),
-        median_record(label, "cycles_to_raw_txn", "ratio", ratios, **params),
-    ]
+        for n, (_, shared) in enumerate(drains):
+            setup = await AsyncEntroQ.open(url)
+            queue = fresh_queue("side")
+            await fill(setup, queue, preload, batch=MAX_BATCH)
+            if n == 0:
+                raws.append(await raw_txn_per_second(etcd_url))
+            if shared:
+                clients = [await AsyncEntroQ.open(url)] * 8
+            else:
+                clients = [await AsyncEntroQ.open(url) for _ in range(8)]
+            rates[n].append(await drain_rate(clients, queue, seconds=3.0))
+            await cleanup(setup, queue, list(set(clients)), MAX_BATCH)
+    out = [median_record(label, "side_raw_txn_per_s", "txn/s", raws, callers=8, preload=preload)]
+    for (params, _), samples in zip(drains, rates, strict=True):
+        out.append(median_record(label, "side_cycles_per_s", "cycles/s", samples, **params))
+        ratios = [c / r for c, r in zip(samples, raws, strict=True)]
+        out.append(median_record(label, "cycles_to_raw_txn", "ratio", ratios, **params))
+    return out
 
 
 async def raw_txn_records(label: str, url: str, runs: int) -> list[Record]:
