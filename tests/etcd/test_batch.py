@@ -12,7 +12,7 @@ from entroq_core.requests import ClaimRequest, ModifyRequest, TasksRequest
 from entroq_core.types import TaskData, TaskID
 from entroq_etcd import ops
 from entroq_etcd.backend import EtcdBackend, open_backend
-from entroq_etcd.batch import TxnBatcher, _Waiting
+from entroq_etcd.batch import MAX_BYTES_TO_BATCH, PendingTxn, TxnBatcher
 from entroq_etcd.client import EtcdClient
 from entroq_etcd.config import parse
 
@@ -116,26 +116,17 @@ def test_a_batch_etcd_refuses_is_sent_again_request_by_request(etcd_url: str) ->
         client = EtcdClient(config)
         batcher = TxnBatcher(client, config.max_request_bytes)
         key = urlsplit(etcd_url).path.encode() + b"batch-refused"
-        loop = asyncio.get_running_loop()
         try:
-            waiting = [
-                _Waiting(
-                    ops.txn(success=[ops.put(key, b"v%d" % i)]),
-                    frozenset([b"declared-%d" % i]),
-                    loop.create_future(),
-                    0,
-                    False,
+            pending = [
+                PendingTxn(
+                    ops.txn(success=[ops.put(key, b"v%d" % i)]), frozenset([b"declared-%d" % i])
                 )
                 for i in range(2)
             ]
-            batcher._queue.extend(waiting)
-            batch = batcher._take_batch()
-            assert batch == waiting  # the declared keys do not overlap
-            batcher._in_flight += 1
+            assert batcher.may_share(pending[:1], pending[1])  # declared keys do not overlap
             async with asyncio.timeout(HANG_GUARD):
-                await batcher._send(batch)
-                responses = [await w.result for w in waiting]
-            assert all(r.succeeded for r in responses)
+                responses = await batcher._send_many(pending)
+            assert all(isinstance(r, ops.TxnResponse) and r.succeeded for r in responses)
             assert batcher.batches_sent == 0
             stored = await client.range(ops.scan(key, b""))
             assert stored.kvs[0].version == 2  # both puts applied, one after the other
@@ -145,30 +136,23 @@ def test_a_batch_etcd_refuses_is_sent_again_request_by_request(etcd_url: str) ->
     asyncio.run(run())
 
 
-def test_requests_with_overlapping_writes_go_in_different_batches() -> None:
-    async def run() -> None:
-        batcher = TxnBatcher(EtcdClient(parse("etcd://127.0.0.1:1", {})), 1 << 20)
-        loop = asyncio.get_running_loop()
+def test_requests_with_overlapping_writes_or_too_big_never_share_a_txn() -> None:
+    batcher = TxnBatcher(EtcdClient(parse("etcd://127.0.0.1:1", {})), 1 << 20)
 
-        def waiting(*keys: bytes, alone: bool = False) -> _Waiting:
-            return _Waiting(ops.txn(), frozenset(keys), loop.create_future(), 10, alone)
+    def pending(*keys: bytes) -> PendingTxn:
+        return PendingTxn(ops.txn(success=[ops.put(k, b"v") for k in keys]))
 
-        a, b, c, d, e = (
-            waiting(b"t/1", b"q/x"),
-            waiting(b"t/2", b"q/x"),  # shares q/x with a
-            waiting(b"t/3"),
-            waiting(b"t/4", alone=True),
-            waiting(b"t/5"),
-        )
-        cancelled = waiting(b"t/6")
-        cancelled.result.cancel()
-        batcher._queue.extend([a, b, cancelled, c, d, e])
-        assert batcher._take_batch() == [a, c, e]
-        assert batcher._take_batch() == [b]
-        assert batcher._take_batch() == [d]
-        assert batcher._take_batch() == []
-
-    asyncio.run(run())
+    a, b, c = pending(b"t/1", b"q/x"), pending(b"t/2", b"q/x"), pending(b"t/3")
+    assert a.writes == frozenset([b"t/1", b"q/x"])  # worked out from the puts
+    assert not batcher.may_share([a], b)  # both write q/x
+    assert batcher.may_share([a], c)
+    assert not batcher.may_share([a, c], pending(b"t/3"))
+    huge = PendingTxn(ops.txn(success=[ops.put(b"t/big", b"x" * (MAX_BYTES_TO_BATCH + 1))]))
+    assert huge.alone
+    assert not batcher.may_share([a], huge)
+    assert not batcher.may_share([huge], c)
+    blind = PendingTxn(ops.txn())  # writes nothing we can name: no overlap check possible
+    assert blind.alone and not batcher.may_share([blind], c)
 
 
 def test_batching_can_be_turned_off(etcd_url: str) -> None:

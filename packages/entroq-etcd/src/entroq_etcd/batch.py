@@ -9,7 +9,8 @@ its own compares and branches, so each request still succeeds or fails on its
 own, atomically, exactly as if sent alone; they merely share a revision.
 
 With nothing queued a request goes out at once, alone: batching never adds
-latency, it only takes what would otherwise wait.
+latency, it only takes what would otherwise wait (the queueing itself is
+entroq_core.coalescing's; this module says what may share a Txn and how).
 
 etcd refuses a whole Txn in which two nested Txns write the same key, so a
 batch never holds two requests whose written keys overlap (the later one waits
@@ -22,10 +23,10 @@ that would have succeeded by itself.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from functools import cached_property
 
+from entroq_core.coalescing import Coalescer
 from entroq_core.errors import InvalidArgument, MessageTooLarge
 
 from . import ops
@@ -37,13 +38,31 @@ MAX_OPS_TO_BATCH = 32  # bigger requests go alone: nested ops count against the 
 MAX_BYTES_TO_BATCH = 64 * 1024
 
 
-@dataclass
-class _Waiting:
-    request: ops.TxnRequest
-    writes: frozenset[bytes]
-    result: asyncio.Future[ops.TxnResponse]
-    size: int
-    alone: bool  # too big to share a Txn
+class PendingTxn:
+    """A write Txn and, worked out only if it has to wait, what batching needs to know."""
+
+    def __init__(self, request: ops.TxnRequest, writes: frozenset[bytes] | None = None) -> None:
+        self.request = request
+        if writes is not None:
+            self.__dict__["writes"] = writes
+
+    @cached_property
+    def writes(self) -> frozenset[bytes]:
+        return ops.written_keys(self.request)
+
+    @cached_property
+    def size(self) -> int:
+        return self.request.ByteSize()
+
+    @cached_property
+    def alone(self) -> bool:
+        """Too big to share a Txn, or writes unknown (no overlap check possible)."""
+        request = self.request
+        return (
+            self.size > MAX_BYTES_TO_BATCH
+            or _op_count(request) > MAX_OPS_TO_BATCH
+            or not self.writes
+        )
 
 
 class TxnBatcher:
@@ -52,119 +71,52 @@ class TxnBatcher:
     def __init__(self, client: EtcdClient, max_request_bytes: int) -> None:
         self._client = client
         self._max_bytes = max_request_bytes // 2
-        self._queue: deque[_Waiting] = deque()
-        self._in_flight = 0
-        self._senders: set[asyncio.Task[None]] = set()
+        self._coalescer: Coalescer[PendingTxn, ops.TxnResponse] = Coalescer(
+            self._send_one,
+            self._send_many,
+            max_in_flight=MAX_IN_FLIGHT,
+            max_batch=MAX_BATCH,
+            joins=self.may_share,
+        )
         self.batches_sent = 0  # Txns that carried more than one request
         self.requests_batched = 0  # requests that went in such Txns
 
     async def txn(self, request: ops.TxnRequest) -> ops.TxnResponse:
         """Run one write Txn, alone at once or in a batch if it would have to wait."""
-        if self._in_flight < MAX_IN_FLIGHT and not self._queue:
-            self._in_flight += 1
-            try:
-                return await self._client.txn(request)
-            finally:
-                self._in_flight -= 1
-                self._dispatch()
-        # Only a request that waits is examined: one sent at once costs nothing extra.
-        writes = ops.written_keys(request)
-        size = request.ByteSize()
-        alone = size > MAX_BYTES_TO_BATCH or _op_count(request) > MAX_OPS_TO_BATCH
-        alone = alone or not writes  # unknown writes: cannot be checked for overlaps
-        future: asyncio.Future[ops.TxnResponse] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiting(request, writes, future, size, alone))
-        self._dispatch()
-        return await future
+        return await self._coalescer.call(PendingTxn(request))
 
-    def _dispatch(self) -> None:
-        while self._in_flight < MAX_IN_FLIGHT and self._queue:
-            batch = self._take_batch()
-            if not batch:
-                return
-            self._in_flight += 1
-            sender = asyncio.get_running_loop().create_task(self._send(batch))
-            self._senders.add(sender)  # the loop keeps only weak references to tasks
-            sender.add_done_callback(self._senders.discard)
+    def may_share(self, batch: Sequence[PendingTxn], candidate: PendingTxn) -> bool:
+        """Whether ``candidate`` may join ``batch``'s Txn: etcd refuses a whole Txn
+        in which two nested Txns write one key, and limits a request's size."""
+        if candidate.alone or batch[0].alone:
+            return False
+        if sum(p.size for p in batch) + candidate.size > self._max_bytes:
+            return False
+        return all(p.writes.isdisjoint(candidate.writes) for p in batch)
 
-    def _take_batch(self) -> list[_Waiting]:
-        """Take queued requests, in order, that may share one Txn."""
-        batch: list[_Waiting] = []
-        written: set[bytes] = set()
-        size = 0
-        kept: deque[_Waiting] = deque()
-        for waiting in self._queue:
-            if waiting.result.done():
-                continue  # its caller was cancelled before it was sent: drop it
-            if not batch:
-                fits = True
-            else:
-                fits = (
-                    not waiting.alone
-                    and not batch[0].alone
-                    and len(batch) < MAX_BATCH
-                    and size + waiting.size <= self._max_bytes
-                    and written.isdisjoint(waiting.writes)
-                )
-            if fits:
-                batch.append(waiting)
-                written |= waiting.writes
-                size += waiting.size
-            else:
-                kept.append(waiting)
-        self._queue = kept
-        return batch
+    async def _send_one(self, pending: PendingTxn) -> ops.TxnResponse:
+        return await self._client.txn(pending.request)
 
-    async def _send(self, batch: list[_Waiting]) -> None:
+    async def _send_many(
+        self, batch: list[PendingTxn]
+    ) -> Sequence[ops.TxnResponse | BaseException]:
+        combined = ops.txn(success=[ops.RequestOp(request_txn=p.request) for p in batch])
         try:
-            if len(batch) == 1:
-                await _settle(batch[0], self._client.txn(batch[0].request))
-                return
-            combined = ops.txn(success=[ops.RequestOp(request_txn=w.request) for w in batch])
-            try:
-                response = await self._client.txn(combined)
-            except (InvalidArgument, MessageTooLarge):
-                # Refused as a whole before anything was applied: each goes alone.
-                await asyncio.gather(*(_settle(w, self._client.txn(w.request)) for w in batch))
-                return
-            self.batches_sent += 1
-            self.requests_batched += len(batch)
-            for w, part in zip(batch, response.responses, strict=True):
-                own = part.response_txn
-                # Everything in the Txn was written at its one revision.
-                own.header.CopyFrom(response.header)
-                if not w.result.done():
-                    w.result.set_result(own)
-        except BaseException as exc:  # every caller hears of it (those already told are skipped)
-            for w in batch:
-                _fail(w, exc)
-            if not isinstance(exc, Exception):
-                raise  # this sender was cancelled: let it end cancelled
-        finally:
-            self._in_flight -= 1
-            self._dispatch()
-
-
-async def _settle(waiting: _Waiting, call: Awaitable[ops.TxnResponse]) -> None:
-    """Await a Txn and hand its outcome to the waiting caller."""
-    try:
-        response = await call
-    except BaseException as exc:
-        _fail(waiting, exc)
-        if not isinstance(exc, Exception):
-            raise
-        return
-    if not waiting.result.done():
-        waiting.result.set_result(response)
-
-
-def _fail(waiting: _Waiting, exc: BaseException) -> None:
-    if waiting.result.done():
-        return
-    if isinstance(exc, Exception):
-        waiting.result.set_exception(exc)
-    else:
-        waiting.result.cancel()  # the sender itself was cancelled (loop shutting down)
+            response = await self._client.txn(combined)
+        except (InvalidArgument, MessageTooLarge):
+            # Refused as a whole before anything was applied: each goes alone.
+            return await asyncio.gather(
+                *(self._client.txn(p.request) for p in batch), return_exceptions=True
+            )
+        self.batches_sent += 1
+        self.requests_batched += len(batch)
+        parts = []
+        for part in response.responses:
+            own = part.response_txn
+            # Everything in the Txn was written at its one revision.
+            own.header.CopyFrom(response.header)
+            parts.append(own)
+        return parts
 
 
 def _op_count(request: ops.TxnRequest) -> int:

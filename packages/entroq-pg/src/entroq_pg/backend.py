@@ -9,6 +9,7 @@ import random
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from entroq_core.claiming import claim_until_found
+from entroq_core.coalescing import Coalescer
 from entroq_core.dependencies import Holding, check_dependencies
 from entroq_core.errors import (
     BackendUnavailable,
@@ -78,6 +80,8 @@ BEGIN_AND_NOW_QUERY = "BEGIN; " + NOW_QUERY
 Conn = psycopg.AsyncConnection[Any]
 Row = Sequence[Any]
 
+# Claim lanes kept for queues no call is using, before idle ones are dropped.
+MAX_IDLE_LANES = 256
 # While the LISTEN connection is down, waiting claims re-check this often.
 FALLBACK_POLL_SECONDS = 1.0
 # Larger listings come through a server-side cursor in pages of this size.
@@ -150,6 +154,10 @@ class PgBackend:
         self._probe_result: asyncio.Event | None = None
         self._down_reason = ""
         self._closed = False
+        # Group commit (config.batch_writes): one lane of claims per queue, so
+        # claims on different queues never wait for each other; one for deletes.
+        self._claim_lanes: dict[str, Coalescer[_ClaimArgs, Task | None]] = {}
+        self._deletes: Coalescer[_Delete, bool] = Coalescer(self._delete_one, self._delete_many)
 
     # --- lifecycle -------------------------------------------------------
 
@@ -318,6 +326,10 @@ class PgBackend:
         """Claim a random available task from the listed queues, or return None."""
         _check_lease(request.duration_ms)
         queues = list(request.queues)
+        if len(queues) == 1 and self._config.batch_writes:
+            return await self._claim_lane(queues[0]).call(
+                _ClaimArgs(request.claimant, request.duration_ms)
+            )
         if len(queues) > 1:
             random.shuffle(queues)
 
@@ -331,6 +343,47 @@ class PgBackend:
                 if row is not None:
                     return row_to_task(row)
             return None
+
+        return await self._call("claim", run, replay_safe=True)
+
+    def _claim_lane(self, queue: str) -> Coalescer[_ClaimArgs, Task | None]:
+        lane = self._claim_lanes.get(queue)
+        if lane is None:
+            lane = self._claim_lanes[queue] = Coalescer(
+                lambda args: self._claim_one(queue, args),
+                lambda batch: self._claim_many(queue, batch),
+            )
+            if len(self._claim_lanes) > MAX_IDLE_LANES:
+                # Forget idle lanes (they hold no state) so distinct queue names
+                # claimed over time do not pile up.
+                for name, old in list(self._claim_lanes.items()):
+                    if old.idle and old is not lane:
+                        del self._claim_lanes[name]
+        return lane
+
+    async def _claim_one(self, queue: str, args: _ClaimArgs) -> Task | None:
+        async def run(conn: Conn) -> Task | None:
+            cur = _cursor(conn)
+            await cur.execute(self._sql.claim, {"q": queue, "c": args.claimant, "ms": args.ms})
+            row = await cur.fetchone()
+            return None if row is None else row_to_task(row)
+
+        return await self._call("claim", run, replay_safe=True)
+
+    async def _claim_many(self, queue: str, batch: list[_ClaimArgs]) -> list[Task | None]:
+        async def run(conn: Conn) -> list[Task | None]:
+            cur = _cursor(conn)
+            params = {
+                "q": queue,
+                "k": len(batch),
+                "cs": [a.claimant for a in batch],
+                "mss": [a.ms for a in batch],
+            }
+            await cur.execute(self._sql.claim_many, params)
+            got: list[Task | None] = [None] * len(batch)
+            for row in await cur.fetchall():
+                got[row[0] - 1] = row_to_task(row[1:])
+            return got
 
         return await self._call("claim", run, replay_safe=True)
 
@@ -373,6 +426,11 @@ class PgBackend:
         """Apply the modification in one transaction, or raise DependencyError."""
         if request.is_empty():
             return ModifyResult()
+        if self._config.batch_writes and _only_one_delete(request):
+            gone = request.deletes[0]
+            if await self._deletes.call(_Delete(gone.id, gone.version, request.claimant)):
+                return ModifyResult()
+            # Refused: the checked path below names the offending task.
         prepared = _Prepared(request)
         ready: dict[str, int] = {}
 
@@ -397,6 +455,32 @@ class PgBackend:
         if ready and self._notifier is not None:
             self._notifier.send(ready)
         return result
+
+    async def _delete_one(self, gone: _Delete) -> bool:
+        """Delete one task as its own statement; False if refused (nothing deleted)."""
+
+        async def run(conn: Conn) -> bool:
+            cur = _cursor(conn)
+            await cur.execute(
+                self._sql.delete_one, {"id": gone.id, "v": gone.version, "c": gone.claimant}
+            )
+            return await cur.fetchone() is not None
+
+        return await self._call("modify", run, replay_safe=False)
+
+    async def _delete_many(self, batch: list[_Delete]) -> list[bool]:
+        async def run(conn: Conn) -> list[bool]:
+            cur = _cursor(conn)
+            params = {
+                "ids": [g.id for g in batch],
+                "vs": [g.version for g in batch],
+                "cs": [g.claimant for g in batch],
+            }
+            await cur.execute(self._sql.delete_many, params)
+            deleted = {row[0] for row in await cur.fetchall()}
+            return [n in deleted for n in range(1, len(batch) + 1)]
+
+        return await self._call("modify", run, replay_safe=False)
 
     async def _modify_fast(
         self, conn: Conn, p: _Prepared, ready: dict[str, int]
@@ -787,6 +871,32 @@ class PgBackend:
             return _utc(row[0])
 
         return await self._call("time", run, replay_safe=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimArgs:
+    """What differs between claims that share a queue's batch."""
+
+    claimant: str
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Delete:
+    """A modification that only deletes one task: the commonest worker commit."""
+
+    id: str
+    version: int
+    claimant: str
+
+
+def _only_one_delete(request: ModifyRequest) -> bool:
+    return (
+        len(request.deletes) == 1
+        and not request.changes
+        and not request.inserts
+        and not request.depends
+    )
 
 
 class _Prepared:

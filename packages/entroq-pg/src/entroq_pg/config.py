@@ -30,6 +30,7 @@ class PgConfig:
     migrate: bool = True
     notify: bool = True
     max_retries: int = 8
+    batch_writes: bool = True
 
     @property
     def display(self) -> str:
@@ -47,6 +48,7 @@ _OPTIONS: dict[str, type] = {
     "migrate": bool,
     "notify": bool,
     "max_retries": int,
+    "batch_writes": bool,
 }
 
 

@@ -57,6 +57,24 @@ def single_delete(schema: str) -> str:
     )
 
 
+def many_single_deletes(schema: str) -> str:
+    """Several one-task deletes of different callers in one statement.
+
+    Each row is deleted or not on its own, exactly as its own single_delete
+    would have; ``n`` (1-based, in the order given) names the ones deleted. A
+    task named twice is deleted once and returned once (DELETE ... USING uses
+    one of the matching rows), so only one of its callers succeeds, as if they
+    had raced.
+    """
+    t = f"{quote_ident(schema)}.tasks"
+    return compact(
+        f"DELETE FROM {t} t USING unnest(%(ids)s::text[], %(vs)s::int8[], %(cs)s::text[])"
+        " WITH ORDINALITY AS d(id, v, c, n)"
+        f" WHERE t.id = d.id AND t.version = d.v AND (t.claimant = d.c OR t.at <= {NOW})"
+        " RETURNING d.n"
+    )
+
+
 def single_change(schema: str) -> str:
     """Change one task under the same conditions; returns what the result needs."""
     t = f"{quote_ident(schema)}.tasks"

@@ -41,7 +41,9 @@ class Statements:
     """Every statement, with the schema name baked in."""
 
     claim: str
+    claim_many: str
     delete_one: str
+    delete_many: str
     change_one: str
     insert_many: str
     copy_in: str
@@ -78,7 +80,7 @@ def render(schema: str) -> Statements:
     # at <= now, so leased and future tasks are never visited.
     # Bounds are scalar subqueries (InitPlans), never joined CTE rows: only then
     # does the planner use them as index conditions instead of filters.
-    claim = f"""
+    prelude = f"""
         WITH r AS MATERIALIZED (
             SELECT random() * 1.25 - 0.25 AS at_frac,
                    (floor(random() * 4294967296) - 2147483648)::int4 AS k
@@ -97,30 +99,53 @@ def render(schema: str) -> Statements:
                 ORDER BY at LIMIT 1
             ), (SELECT at FROM lo)) AS at
         )
-        UPDATE {t}
-        SET version = version + 1, claims = claims + 1, claimant = %(c)s,
-            at = {NOW} + %(ms)s * interval '1 millisecond', modified = {NOW},
-            rnd = (floor(random() * 4294967296) - 2147483648)::int4
-        WHERE id = (
-            -- coalesce runs each probe only when the ones before found nothing:
-            -- the pivot's arrival group from a random rnd (wrapping within the
-            -- group), then later arrivals, then earlier ones.
-            SELECT coalesce(
-                (SELECT id FROM {t}
-                 WHERE queue = %(q)s AND at = (SELECT at FROM pivot) AND rnd >= (SELECT k FROM r)
-                 ORDER BY rnd LIMIT 1 FOR UPDATE SKIP LOCKED),
-                (SELECT id FROM {t}
-                 WHERE queue = %(q)s AND at = (SELECT at FROM pivot) AND rnd < (SELECT k FROM r)
-                 ORDER BY rnd LIMIT 1 FOR UPDATE SKIP LOCKED),
-                (SELECT id FROM {t}
-                 WHERE queue = %(q)s AND at > (SELECT at FROM pivot) AND at <= {NOW}
-                 ORDER BY at, rnd LIMIT 1 FOR UPDATE SKIP LOCKED),
-                (SELECT id FROM {t}
-                 WHERE queue = %(q)s AND at < (SELECT at FROM pivot)
-                 ORDER BY at, rnd LIMIT 1 FOR UPDATE SKIP LOCKED)
-            )
+    """
+    # The four probes in the order they are tried: the pivot's arrival group
+    # from a random rnd (wrapping within the group), then later arrivals, then
+    # earlier ones.
+    probes = [
+        ("at = (SELECT at FROM pivot) AND rnd >= (SELECT k FROM r)", "rnd"),
+        ("at = (SELECT at FROM pivot) AND rnd < (SELECT k FROM r)", "rnd"),
+        (f"at > (SELECT at FROM pivot) AND at <= {NOW}", "at, rnd"),
+        ("at < (SELECT at FROM pivot)", "at, rnd"),
+    ]
+    claimed = f"""
+        version = t.version + 1, claims = t.claims + 1, modified = {NOW},
+        rnd = (floor(random() * 4294967296) - 2147483648)::int4
+    """
+    # coalesce runs each probe only when the ones before found nothing.
+    one_of = ",".join(
+        f"(SELECT id FROM {t} WHERE queue = %(q)s AND {where}"
+        f" ORDER BY {order} LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        for where, order in probes
+    )
+    claim = f"""
+        {prelude}
+        UPDATE {t} t
+        SET claimant = %(c)s, at = {NOW} + %(ms)s * interval '1 millisecond', {claimed}
+        WHERE id = (SELECT coalesce({one_of}))
+        RETURNING {_qualified(TASK_COLUMNS, "t")}
+    """
+    # Several claims on one queue at once (a batch of concurrent callers): up to
+    # k tasks from the same probes, in the same order, each probe run only while
+    # fewer than k were found (Append under Limit stops early). The i-th task
+    # found goes to the i-th claimant; claimants beyond the tasks found get none.
+    some_of = " UNION ALL ".join(
+        f"(SELECT id FROM (SELECT id FROM {t} WHERE queue = %(q)s AND {where}"
+        f" ORDER BY {order} LIMIT %(k)s FOR UPDATE SKIP LOCKED) p{i})"
+        for i, (where, order) in enumerate(probes)
+    )
+    claim_many = f"""
+        {prelude},
+        picked AS (SELECT id, row_number() OVER () AS n FROM ({some_of} LIMIT %(k)s) found),
+        wanted AS (
+            SELECT * FROM unnest(%(cs)s::text[], %(mss)s::int8[]) WITH ORDINALITY AS w(c, ms, n)
         )
-        RETURNING {TASK_COLUMNS}
+        UPDATE {t} t
+        SET claimant = wanted.c, at = {NOW} + wanted.ms * interval '1 millisecond', {claimed}
+        FROM picked JOIN wanted USING (n)
+        WHERE t.id = picked.id
+        RETURNING wanted.n, {_qualified(TASK_COLUMNS, "t")}
     """
     next_arrival = f"""
         SELECT extract(epoch FROM min(x.at) - clock_timestamp())::float8
@@ -189,7 +214,9 @@ def render(schema: str) -> Statements:
     """
     statements = Statements(
         claim=claim,
+        claim_many=claim_many,
         delete_one=modify_sql.single_delete(schema),
+        delete_many=modify_sql.many_single_deletes(schema),
         change_one=modify_sql.single_change(schema),
         insert_many=modify_sql.inserts_only(schema),
         copy_in=(
