@@ -8,6 +8,7 @@ import uuid
 
 from entroq_core import AsyncEntroQ, Modification
 
+from .machine_cpu import Meter
 from .record import percentile
 
 
@@ -40,8 +41,13 @@ async def cycles_per_second(
     return rate
 
 
-async def drain_rate(clients: list[AsyncEntroQ], queue: str, seconds: float) -> float:
-    """Claim+delete cycles per second of ``clients`` on ``queue`` until empty or ``seconds``."""
+async def drain_rate(
+    clients: list[AsyncEntroQ], queue: str, seconds: float, meter: Meter | None = None
+) -> float:
+    """Claim+delete cycles per second of ``clients`` on ``queue`` until empty or ``seconds``.
+
+    ``meter``, if given, counts the machine's CPU over the timed part only.
+    """
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -54,9 +60,14 @@ async def drain_rate(clients: list[AsyncEntroQ], queue: str, seconds: float) -> 
             await eq.modify(Modification().delete(task))
             done += 1
 
+    meter = meter or Meter()
+    meter.start()
     started = time.perf_counter()
     await asyncio.gather(*(work(c) for c in clients))
-    return done / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    meter.stop()
+    meter.count = done
+    return done / elapsed
 
 
 async def inserts_per_second(

@@ -5,9 +5,10 @@ row with ``FOR UPDATE SKIP LOCKED`` in one autocommit UPDATE, then deletes it by
 id and version in a second: the same two commits an EntroQ cycle makes, with
 none of EntroQ's random choice, lease bookkeeping or dependency checks. Each run
 fills one queue, drains it with that loop from Python (psycopg, 8 async workers,
-one connection each) and with the backend (8 AsyncEntroQ workers), in
-alternating order, so both see the same server and table. The ratio is the
-figure to compare across machines.
+one connection each) and with the backend twice: 8 AsyncEntroQ workers with a
+handle each, and 8 sharing one handle (whose queued calls are batched). The
+order rotates from run to run, so all see the same server and table. The ratios
+are the figures to compare across machines.
 
 If ``pgbench`` is installed next to ``postgres``, the same two loops also run
 from it (a C client, 8 connections): that is what the server alone can do, and
@@ -22,12 +23,14 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psycopg
 
 from entroq_core import AsyncEntroQ
 
+from .machine_cpu import Meter
 from .measures import drain_rate, fresh_queue
 from .pg_measures import drop_queue, fill_sql, sql_url
 from .record import Record, median_record
@@ -48,7 +51,9 @@ _CLAIM_OLDEST = (
 _DELETE = "DELETE FROM entroq.tasks WHERE id = %(id)s AND version = %(v)s"
 
 
-async def simplest_loop_per_s(url: str, queue: str, seconds: float = SECONDS) -> float:
+async def simplest_loop_per_s(
+    url: str, queue: str, meter: Meter | None = None, seconds: float = SECONDS
+) -> float:
     """Cycles per second of the simplest claim-then-delete loop, 8 workers, psycopg."""
     conns = [
         await psycopg.AsyncConnection.connect(sql_url(url), autocommit=True) for _ in range(WORKERS)
@@ -67,22 +72,45 @@ async def simplest_loop_per_s(url: str, queue: str, seconds: float = SECONDS) ->
             await cur.execute(_DELETE, {"id": row[0], "v": row[1]})
             done += 1
 
+    meter = meter or Meter()
+    meter.start()
     started = time.perf_counter()
     try:
         await asyncio.gather(*(work(c, n) for n, c in enumerate(conns)))
+        elapsed = time.perf_counter() - started
+        meter.stop()
+        meter.count = done
     finally:
         for conn in conns:
             await conn.close()
-    return done / (time.perf_counter() - started)
+    return done / elapsed
 
 
-async def _backend_loop_per_s(url: str, queue: str) -> float:
+async def _backend_loop_per_s(url: str, queue: str, meter: Meter) -> float:
+    """8 workers, each with its own handle (own pool): nothing to batch."""
     clients = [await AsyncEntroQ.open(url) for _ in range(WORKERS)]
     try:
-        return await drain_rate(clients, queue, SECONDS)
+        return await drain_rate(clients, queue, SECONDS, meter)
     finally:
         for c in clients:
             await c.aclose()
+
+
+async def _shared_handle_loop_per_s(url: str, queue: str, meter: Meter) -> float:
+    """8 workers sharing one handle, as a worker with concurrency 8 or an
+    entroq-svc runs them: their queued claims and deletes go out in batches."""
+    eq = await AsyncEntroQ.open(url)
+    try:
+        return await drain_rate([eq] * WORKERS, queue, SECONDS, meter)
+    finally:
+        await eq.aclose()
+
+
+LOOPS: dict[str, Callable[[str, str, Meter], Awaitable[float]]] = {
+    "simplest": simplest_loop_per_s,
+    "backend": _backend_loop_per_s,
+    "shared_handle": _shared_handle_loop_per_s,
+}
 
 
 async def _filled(url: str, count: int) -> str:
@@ -91,21 +119,24 @@ async def _filled(url: str, count: int) -> str:
     return queue
 
 
-async def side_by_side(url: str, runs: int) -> list[float]:
-    """Per run: (simplest loop rate, backend rate), alternating which goes first."""
-    pairs = []
+async def side_by_side(
+    url: str, runs: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per loop, its rate and machine CPU us per cycle in each run; each run rotates
+    which loop goes first."""
+    names = list(LOOPS)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    await (await AsyncEntroQ.open(url)).aclose()  # the schema, before raw SQL fills it
     for run in range(runs):
-        rates = {}
-        order = ("simplest", "backend") if run % 2 == 0 else ("backend", "simplest")
-        for which in order:
+        for name in names[run % len(names) :] + names[: run % len(names)]:
             queue = await _filled(url, PRELOAD)
-            if which == "simplest":
-                rates[which] = await simplest_loop_per_s(url, queue)
-            else:
-                rates[which] = await _backend_loop_per_s(url, queue)
+            meter = Meter()
+            rates[name].append(await LOOPS[name](url, queue, meter))
+            if (per_cycle := meter.us_per_unit()) is not None:
+                cpu[name].append(per_cycle)
             await drop_queue(url, queue)
-        pairs.append((rates["simplest"], rates["backend"]))
-    return [x for pair in pairs for x in pair]
+    return rates, cpu
 
 
 def _pgbench() -> Path | None:
@@ -175,20 +206,17 @@ async def pgbench_rates(url: str, runs: int) -> dict[str, list[float]] | None:
 
 async def reference_records(label: str, url: str, runs: int) -> list[Record]:
     """The side-by-side records: rates, and the backend's ratio to the simplest loop."""
-    flat = await side_by_side(url, runs)
-    simplest, backend = flat[0::2], flat[1::2]
+    rates, cpu = await side_by_side(url, runs)
+    simplest = rates["simplest"]
     params = {"workers": WORKERS, "preload": PRELOAD}
-    out = [
-        median_record(label, "simplest_loop_cycles_per_s", "cycles/s", simplest, **params),
-        median_record(label, "backend_cycles_per_s", "cycles/s", backend, **params),
-        median_record(
-            label,
-            "backend_to_simplest",
-            "ratio",
-            [b / s for s, b in zip(simplest, backend, strict=True)],
-            **params,
-        ),
-    ]
+    out = [median_record(label, "simplest_loop_cycles_per_s", "cycles/s", simplest, **params)]
+    for name in ("backend", "shared_handle"):
+        out.append(median_record(label, f"{name}_cycles_per_s", "cycles/s", rates[name], **params))
+        ratios = [b / s for s, b in zip(simplest, rates[name], strict=True)]
+        out.append(median_record(label, f"{name}_to_simplest", "ratio", ratios, **params))
+    for name, samples in cpu.items():
+        if samples:  # machine CPU (all processes) per cycle: steadier than rates here
+            out.append(median_record(label, f"{name}_cpu_per_cycle", "us", samples, **params))
     bench = await pgbench_rates(url, runs)
     if bench is not None:
         client = {"client": "pgbench", "connections": WORKERS}

@@ -54,7 +54,7 @@ def test_concurrent_workers_on_one_handle_batch_and_commit_each_task_once(pg_url
                 await asyncio.gather(*(worker(n) for n in range(16)))
             assert sorted(done) == sorted(values)
             assert await backend.try_claim(ClaimRequest("late", (queue,), 30_000)) is None
-            # 16 callers on one handle, two statements in flight per lane: most queued.
+            # 16 callers on one handle, one statement in flight per lane: most queued.
             lane = backend._claim_lanes.get(queue)
             claims_batched = lane.items_batched if lane is not None else 0
             assert claims_batched > 0

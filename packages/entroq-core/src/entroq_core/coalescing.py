@@ -4,8 +4,10 @@ A backend handle shared by many concurrent callers (a worker with concurrency,
 an entroq-svc serving many clients) pays a round trip and a commit per call. A
 :class:`Coalescer` lets a few calls run at once; calls that arrive while those
 are in flight queue up, and the queue goes out as one batch when a slot frees.
-With nothing queued a call is sent at once and alone, so coalescing never adds
-latency: it only takes what would otherwise wait.
+With a slot free and nothing queued a call is sent at once and alone; a call
+that arrives while every slot is busy waits for the first to free, then goes
+with everything else that waited. Fewer slots make bigger batches and fewer
+round trips and commits; more slots, less waiting.
 
 What may share a batch, and how a batch is sent, is the backend's business:
 ``send_many`` must give each item the result it would have had alone (each
