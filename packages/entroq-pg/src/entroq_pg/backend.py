@@ -45,7 +45,7 @@ from .modify_sql import Shape
 from .modify_sql import build as build_modify
 from .notifier import Notifier
 from .schema import check_current, current_version, migrate, quote_ident
-from .statements import Statements, render
+from .statements import MAX_CLAIM_BATCH, Statements, render
 from .waiters import (
     REFRESH_SECONDS,
     WaiterRegistry,
@@ -85,7 +85,7 @@ Row = Sequence[Any]
 # 720 us of machine CPU per claim+delete cycle, against 1,000 with two in flight
 # and 1,230 with a handle per worker (benchmarks/pg_reference.py).
 IN_FLIGHT = 1
-MAX_BATCH = 64
+MAX_BATCH = MAX_CLAIM_BATCH
 # Claim lanes kept for queues no call is using, before idle ones are dropped.
 MAX_IDLE_LANES = 256
 # While the LISTEN connection is down, waiting claims re-check this often.
