@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -226,6 +227,33 @@ class ModifyCases:
         assert [(d.id, d.version) for d in info.value.deletes] == [(stale.id, stale.version)]
         await h.eq.modify(Modification().delete(fresh))
         assert await h.eq.queues_empty(exact=[h.q()])
+
+    @conformance
+    async def test_concurrent_calls_of_one_client_each_stand_alone(self, h: Harness) -> None:
+        # A backend may send concurrent calls of one client together (group
+        # commit); each must still succeed or fail exactly as if sent alone.
+        queue = h.q()
+        mod = Modification()
+        for i in range(40):
+            mod.insert(queue, str(i).encode())
+        await h.eq.modify(mod)
+        got = await asyncio.gather(*(h.eq.try_claim(queue, 60) for _ in range(50)))
+        claimed = [t for t in got if t is not None]
+        assert len(claimed) == 40
+        assert len({t.id for t in claimed}) == 40
+        # Every other delete names the version before the claim: those alone fail.
+        deletes = [TaskID(t.id, t.version - (i % 2), t.queue) for i, t in enumerate(claimed)]
+        outcomes = await asyncio.gather(
+            *(h.eq.modify(Modification().delete(d)) for d in deletes), return_exceptions=True
+        )
+        for i, (gone, outcome) in enumerate(zip(deletes, outcomes, strict=True)):
+            if i % 2:
+                assert isinstance(outcome, DependencyError), outcome
+                assert [(d.id, d.version) for d in outcome.deletes] == [(gone.id, gone.version)]
+            else:
+                assert not isinstance(outcome, BaseException), outcome
+        left = {t.id for t in await h.eq.tasks(queue)}
+        assert left == {d.id for i, d in enumerate(deletes) if i % 2}
 
     @conformance
     async def test_invalid_modifications_are_rejected_with_the_field(self, h: Harness) -> None:
