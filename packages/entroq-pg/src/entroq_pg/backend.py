@@ -436,11 +436,12 @@ class PgBackend:
         """Apply the modification in one transaction, or raise DependencyError."""
         if request.is_empty():
             return ModifyResult()
+        refused = False
         if self._config.batch_writes and _only_one_delete(request):
             gone = request.deletes[0]
             if await self._deletes.call(_Delete(gone.id, gone.version, request.claimant)):
                 return ModifyResult()
-            # Refused: the checked path below names the offending task.
+            refused = True  # the checked path below names the offending task
         prepared = _Prepared(request)
         ready: dict[str, int] = {}
 
@@ -455,7 +456,7 @@ class PgBackend:
 
         # A modification is one transaction: if the connection broke before the
         # server ran it, it is safe to send again; otherwise it may have committed.
-        result = await self._call("modify", fast, replay_safe=False)
+        result = None if refused else await self._call("modify", fast, replay_safe=False)
         if result is None:
             # Something failed (nothing was applied): redo it step by step, which
             # names every offending task, or succeeds if the obstacle went away.
