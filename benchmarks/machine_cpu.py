@@ -29,12 +29,14 @@ class Meter:
     def __init__(self) -> None:
         self._started: float | None = None
         self.busy: float | None = None
-        self.count = 0  # units of work done while measured, set by the measurer
+        self.count = 0  # units of work done while measured
 
     def start(self) -> None:
         self._started = busy_seconds()
 
-    def stop(self) -> None:
+    def stop(self, count: int) -> None:
+        """End the measurement; ``count`` units of work were done meanwhile."""
+        self.count = count
         now = busy_seconds()
         self.busy = None if now is None or self._started is None else now - self._started
 

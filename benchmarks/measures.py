@@ -60,13 +60,13 @@ async def drain_rate(
             await eq.modify(Modification().delete(task))
             done += 1
 
-    meter = meter or Meter()
-    meter.start()
+    if meter is not None:
+        meter.start()
     started = time.perf_counter()
     await asyncio.gather(*(work(c) for c in clients))
     elapsed = time.perf_counter() - started
-    meter.stop()
-    meter.count = done
+    if meter is not None:
+        meter.stop(done)
     return done / elapsed
 
 

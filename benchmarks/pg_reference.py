@@ -72,14 +72,14 @@ async def simplest_loop_per_s(
             await cur.execute(_DELETE, {"id": row[0], "v": row[1]})
             done += 1
 
-    meter = meter or Meter()
-    meter.start()
+    if meter is not None:
+        meter.start()
     started = time.perf_counter()
     try:
         await asyncio.gather(*(work(c, n) for n, c in enumerate(conns)))
         elapsed = time.perf_counter() - started
-        meter.stop()
-        meter.count = done
+        if meter is not None:
+            meter.stop(done)
     finally:
         for conn in conns:
             await conn.close()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from functools import cached_property
 
 from entroq_core.coalescing import Coalescer
 from entroq_core.errors import InvalidArgument, MessageTooLarge
@@ -43,24 +42,27 @@ class PendingTxn:
 
     def __init__(self, request: ops.TxnRequest, writes: frozenset[bytes] | None = None) -> None:
         self.request = request
-        if writes is not None:
-            self.__dict__["writes"] = writes
+        self._writes = writes  # given only by tests that declare them
+        self._size: int | None = None
 
-    @cached_property
+    @property
     def writes(self) -> frozenset[bytes]:
-        return ops.written_keys(self.request)
+        if self._writes is None:
+            self._writes = ops.written_keys(self.request)
+        return self._writes
 
-    @cached_property
+    @property
     def size(self) -> int:
-        return self.request.ByteSize()
+        if self._size is None:
+            self._size = self.request.ByteSize()
+        return self._size
 
-    @cached_property
+    @property
     def alone(self) -> bool:
         """Too big to share a Txn, or writes unknown (no overlap check possible)."""
-        request = self.request
         return (
             self.size > MAX_BYTES_TO_BATCH
-            or _op_count(request) > MAX_OPS_TO_BATCH
+            or _op_count(self.request) > MAX_OPS_TO_BATCH
             or not self.writes
         )
 

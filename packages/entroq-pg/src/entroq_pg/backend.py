@@ -471,11 +471,7 @@ class PgBackend:
         """Delete one task as its own statement; False if refused (nothing deleted)."""
 
         async def run(conn: Conn) -> bool:
-            cur = _cursor(conn)
-            await cur.execute(
-                self._sql.delete_one, {"id": gone.id, "v": gone.version, "c": gone.claimant}
-            )
-            return await cur.fetchone() is not None
+            return await _delete_row(_cursor(conn), self._sql, gone)
 
         return await self._call("modify", run, replay_safe=False)
 
@@ -601,10 +597,10 @@ class PgBackend:
         cur = _cursor(conn)
         if req.depends or (req.inserts and (req.deletes or req.changes)):
             return _NOT_SIMPLE
-        if req.deletes and not req.changes and len(req.deletes) == 1:
+        if _only_one_delete(req):
             gone = req.deletes[0]
-            await cur.execute(sql.delete_one, {"id": gone.id, "v": gone.version, "c": req.claimant})
-            return ModifyResult() if await cur.fetchone() else None
+            deleted = await _delete_row(cur, sql, _Delete(gone.id, gone.version, req.claimant))
+            return ModifyResult() if deleted else None
         if req.changes and not req.deletes and len(req.changes) == 1:
             c = req.changes[0]
             n = c.new
@@ -899,6 +895,12 @@ class _Delete:
     id: str
     version: int
     claimant: str
+
+
+async def _delete_row(cur: psycopg.AsyncCursor[Any], sql: Statements, gone: _Delete) -> bool:
+    """The single-delete statement; True if the task was deleted."""
+    await cur.execute(sql.delete_one, {"id": gone.id, "v": gone.version, "c": gone.claimant})
+    return await cur.fetchone() is not None
 
 
 def _only_one_delete(request: ModifyRequest) -> bool:
