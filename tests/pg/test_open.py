@@ -59,6 +59,20 @@ def test_malformed_urls_are_invalid_arguments(url: str, field: str) -> None:
     assert info.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("pool_max=zero", "invalid pool_max='zero': must be a whole number"),
+        ("pool_max=2.5", "invalid pool_max='2.5': must be a whole number"),
+        ("pool_timeout=soon", "invalid pool_timeout='soon': must be a number"),
+    ],
+)
+def test_option_errors_say_what_the_value_must_be(query: str, message: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        asyncio.run(entroq_pg.open_backend(f"pg://host/db?{query}"))
+    assert str(info.value) == message
+
+
 def test_unknown_keyword_option_is_invalid() -> None:
     with pytest.raises(InvalidArgument) as info:
         asyncio.run(entroq_pg.open_backend("pg://h/db", pool_size=3))

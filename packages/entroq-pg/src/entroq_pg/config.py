@@ -52,6 +52,9 @@ _OPTIONS: dict[str, type] = {
 }
 
 
+_KIND_NAMES = {int: "must be a whole number", float: "must be a number"}
+
+
 def parse_url(url: str, **options: Any) -> PgConfig:
     """Split a backend URL into the libpq conninfo and this backend's options.
 
@@ -114,7 +117,7 @@ def _coerce(key: str, value: Any) -> Any:
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise InvalidArgument(key, value, f"must be a {kind.__name__}") from None
+        raise InvalidArgument(key, value, _KIND_NAMES[kind]) from None
 
 
 def _check(config: PgConfig) -> None:
