@@ -130,6 +130,25 @@ class ClaimCases:
         assert 60 <= picked[a] <= 140, picked
 
     @conformance
+    async def test_claims_from_several_queues_choose_afresh_each_time(self, h: Harness) -> None:
+        # Fair on average is not enough: a claimer that kept returning to the
+        # queue it last took from would make long runs of one queue. Each claim
+        # chooses independently, so consecutive claims switch queue about half
+        # the time: 199 pairs give 99.5 switches on average (sd 7); fewer than
+        # 65 has probability below 1e-6, and runs of five would give about 40.
+        a, b = h.q("a"), h.q("b")
+        await insert_values(h, a, 20)
+        await insert_values(h, b, 20)
+        order: list[str] = []
+        for _ in range(200):
+            claimed = await h.eq.try_claim([a, b], 30)
+            assert claimed is not None
+            order.append(claimed.queue)
+            await h.eq.modify(Modification().change(claimed))
+        switches = sum(1 for x, y in zip(order, order[1:], strict=False) if x != y)
+        assert switches >= 65, (switches, collections.Counter(order))
+
+    @conformance
     async def test_claim_never_returns_unlisted_queue(self, h: Harness) -> None:
         await insert_values(h, h.q("other"), 10)
         await insert_values(h, h.q("mine"), 3)
