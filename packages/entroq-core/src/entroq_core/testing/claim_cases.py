@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -145,7 +146,7 @@ class ClaimCases:
             assert claimed is not None
             order.append(claimed.queue)
             await h.eq.modify(Modification().change(claimed))
-        switches = sum(1 for x, y in zip(order, order[1:], strict=False) if x != y)
+        switches = sum(1 for x, y in itertools.pairwise(order) if x != y)
         assert switches >= 65, (switches, collections.Counter(order))
 
     @conformance
