@@ -78,6 +78,18 @@ class Target:
     max_batch: int = 10_000
 
 
+def _pg_svc_target() -> Target:
+    from .svc_cpu import svc_cpu_records
+
+    return Target(
+        "pg-svc",
+        _pg_svc,
+        workers=(1, 8, 32),
+        depths=(1_000, 100_000),
+        extras=[svc_cpu_records],
+    )
+
+
 def _etcd_target() -> Target:
     from . import etcd
 
@@ -93,6 +105,7 @@ def _etcd_target() -> Target:
 
 def _etcd_svc_target() -> Target:
     from . import etcd
+    from .svc_cpu import svc_cpu_records
 
     return Target(
         "etcd-svc",
@@ -100,7 +113,7 @@ def _etcd_svc_target() -> Target:
         workers=(1, 8, 32),
         batches=(1, 100),
         depths=(1_000, 100_000),
-        extras=[etcd.svc_side_by_side_records, etcd.raw_txn_records],
+        extras=[etcd.svc_side_by_side_records, etcd.raw_txn_records, svc_cpu_records],
         max_batch=etcd.MAX_BATCH,
     )
 
@@ -108,6 +121,7 @@ def _etcd_svc_target() -> Target:
 def _grpc_target() -> Target:
     from .grpc_measures import grpc_extras
     from .process_measures import process_records
+    from .svc_cpu import svc_cpu_records
     from .worker_measures import worker_records
 
     return Target(
@@ -115,7 +129,7 @@ def _grpc_target() -> Target:
         _grpc,
         workers=(1, 8, 64),
         depths=(1_000, 100_000),
-        extras=[grpc_extras, process_records, worker_records],
+        extras=[grpc_extras, process_records, worker_records, svc_cpu_records],
     )
 
 
@@ -125,7 +139,7 @@ TARGETS: dict[str, Target] = {
     "etcd-svc": _etcd_svc_target(),
     "grpc": _grpc_target(),
     "pg": _pg_target(),
-    "pg-svc": Target("pg-svc", _pg_svc, workers=(1, 8, 32), depths=(1_000, 100_000)),
+    "pg-svc": _pg_svc_target(),
 }
 
 

@@ -102,13 +102,25 @@ def start_svc(
     return svc
 
 
+# grpc:// URL -> pid of each entroq-svc that svc_process is running, so that a
+# benchmark given only the URL can read the service's own CPU use.
+_RUNNING: dict[str, int] = {}
+
+
+def svc_pid(url: str) -> int | None:
+    """The pid of the ``svc_process`` serving ``url``, or None if it is not one."""
+    return _RUNNING.get(url)
+
+
 @contextmanager
 def svc_process(backend: str = "mem", extra: Sequence[str] = ()) -> Iterator[str]:
     """A throwaway ``entroq-svc`` process; yields its grpc:// URL and stops it by pid."""
     svc = start_svc(backend, extra)
+    _RUNNING[svc.url] = svc.proc.pid
     try:
         yield svc.url
     finally:
+        _RUNNING.pop(svc.url, None)
         svc.terminate()
         svc.close()
 
