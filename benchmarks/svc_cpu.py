@@ -3,9 +3,11 @@
 8 remote workers (a handle each, in this process) drain a queue through an
 ``entroq-svc`` started by ``svc_process``; the machine's busy CPU per
 claim+delete cycle is split into the service process, the workers' process,
-and the rest (the database server, if there is one, and anything else
-running). On two shared cores this says which process a faster design has to
-make cheaper, which a rate alone cannot.
+and the rest (the database server if there is one, the kernel's interrupt
+work for loopback traffic, and anything else running). Each part is a median
+over the runs, so the parts need not add up to the machine's median. On two
+shared cores this says which process a faster design has to make cheaper,
+which a rate alone cannot.
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ async def svc_cpu_records(label: str, url: str, runs: int) -> list[Record]:
     for _ in range(runs):
         setup = await AsyncEntroQ.open(url)
         queue = fresh_queue("svc-cpu")
-        await fill(setup, queue, PRELOAD, batch=BATCH)
-        clients = [await AsyncEntroQ.open(url) for _ in range(WORKERS)]
+        clients: list[AsyncEntroQ] = []
         meter = Meter({"service": pid, "workers": os.getpid()})
-        rates.append(await drain_rate(clients, queue, SECONDS, meter))
-        await cleanup(setup, queue, clients, BATCH)
+        try:
+            await fill(setup, queue, PRELOAD, batch=BATCH)
+            clients = [await AsyncEntroQ.open(url) for _ in range(WORKERS)]
+            rates.append(await drain_rate(clients, queue, SECONDS, meter))
+        finally:
+            await cleanup(setup, queue, clients, BATCH)
         machine = meter.us_per_unit()
         service = meter.us_per_unit("service")
         workers = meter.us_per_unit("workers")

@@ -73,6 +73,14 @@ def test_option_errors_say_what_the_value_must_be(query: str, message: str) -> N
     assert str(info.value) == message
 
 
+@pytest.mark.parametrize(("option", "value"), [("pool_max", 2.5), ("pool_max", True)])
+def test_keyword_options_are_not_quietly_converted(option: str, value: object) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        asyncio.run(entroq_pg.open_backend("pg://host/db", **{option: value}))
+    assert info.value.field == option
+    assert "must be a whole number" in str(info.value)
+
+
 def test_unknown_keyword_option_is_invalid() -> None:
     with pytest.raises(InvalidArgument) as info:
         asyncio.run(entroq_pg.open_backend("pg://h/db", pool_size=3))

@@ -114,10 +114,14 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise InvalidArgument(key, value, "must be a string")
         return value
+    problem = _KIND_NAMES.get(kind, f"must be a {kind.__name__}")
+    if isinstance(value, bool) or (kind is int and isinstance(value, float)):
+        # int(2.5) would quietly give 2, and True is an int to Python.
+        raise InvalidArgument(key, value, problem)
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise InvalidArgument(key, value, _KIND_NAMES[kind]) from None
+        raise InvalidArgument(key, value, problem) from None
 
 
 def _check(config: PgConfig) -> None:
