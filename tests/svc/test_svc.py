@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from entroq_core import EntroQ, Modification
 from entroq_core.errors import BackendUnavailable, InvalidArgument
 from entroq_core.mem import MemBackend
-from entroq_core.requests import ModifyRequest
+from entroq_core.requests import ClaimRequest, ModifyRequest
 from entroq_core.types import ModifyResult, Task
 from entroq_grpc._proto import entroq_pb2 as pb
 from entroq_grpc._proto import entroq_pb2_grpc
@@ -219,13 +219,22 @@ def test_bad_backend_names_are_invalid(given: str) -> None:
 
 
 class GatedBackend(MemBackend):
-    """mem whose Modify waits for the test to open a gate, and which records aclose."""
+    """mem whose Modify (of queue "gated") and first claim try (of queue
+    "gated-claim") wait for the test to open a gate, and which records aclose."""
 
     def __init__(self) -> None:
         super().__init__()
         self.entered = threading.Event()
         self.gate = threading.Event()
+        self.claim_entered = threading.Event()
+        self.claim_gate = threading.Event()
         self.closed = threading.Event()
+
+    async def try_claim(self, request: ClaimRequest) -> Task | None:
+        if "gated-claim" in request.queues and not self.claim_entered.is_set():
+            self.claim_entered.set()
+            await asyncio.to_thread(self.claim_gate.wait, WAIT)
+        return await super().try_claim(request)
 
     async def modify(self, request: ModifyRequest) -> ModifyResult:
         if any(d.queue == "gated" for d in request.inserts):
@@ -244,7 +253,38 @@ def gated() -> Iterator[tuple[ServerThread, GatedBackend]]:
     srv = ServerThread(backend=backend).start()
     yield srv, backend
     backend.gate.set()
+    backend.claim_gate.set()
     srv.stop()
+
+
+def test_a_claim_whose_first_try_spans_the_drain_is_told_to_go_elsewhere(
+    gated: tuple[ServerThread, GatedBackend],
+) -> None:
+    # drain() ends the claims already waiting; a claim still in its first try
+    # at that moment must not start waiting afterwards (it would hold shutdown
+    # for the whole grace period and then end CANCELLED, not UNAVAILABLE).
+    srv, backend = gated
+    assert srv.server is not None
+    servicer = srv.server.servicer
+    with grpc.insecure_channel(srv.address) as channel:
+        stub = entroq_pb2_grpc.EntroQStub(channel)
+        claim = stub.Claim.future(
+            pb.ClaimRequest(claimant_id="c", queues=["gated-claim"], duration_ms=1000),
+            timeout=WAIT,
+        )
+        assert backend.claim_entered.wait(WAIT)
+
+        async def drain() -> int:
+            return servicer.drain()
+
+        assert asyncio.run_coroutine_threadsafe(drain(), srv.loop).result(WAIT) == 0
+        started = time.monotonic()
+        backend.claim_gate.set()
+        with pytest.raises(grpc.RpcError) as info:
+            claim.result(WAIT)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - started < WAIT / 2
+        assert servicer.waiting_claims == 0
 
 
 def test_shutdown_finishes_modify_ends_claims_and_closes_backend(

@@ -181,6 +181,11 @@ class EntroQServicer:
     async def _wait_for_task(
         self, request: ClaimRequest, poll: float | None, remaining: float | None
     ) -> Task:
+        if self._draining:
+            # drain() ran while this claim's first try was in flight, before the
+            # wait below existed for it to cancel: without this check the claim
+            # would wait until the server's grace ran out and end CANCELLED.
+            raise BackendUnavailable("server is shutting down; retry the claim")
         waiting = asyncio.ensure_future(
             self._claim_within(request, poll or DEFAULT_POLL_SECONDS, remaining)
         )
