@@ -270,9 +270,11 @@ def test_a_claim_whose_first_try_spans_the_drain_is_told_to_go_elsewhere(
     servicer = srv.server.servicer
     with grpc.insecure_channel(srv.address) as channel:
         stub = entroq_pb2_grpc.EntroQStub(channel)
+        # A deadline far beyond the wait below: a claim that started waiting
+        # after the drain would still be waiting when that wait gives up.
         claim = stub.Claim.future(
             pb.ClaimRequest(claimant_id="c", queues=["gated-claim"], duration_ms=1000),
-            timeout=WAIT,
+            timeout=10 * WAIT,
         )
         assert backend.claim_entered.wait(WAIT)
 
@@ -280,12 +282,10 @@ def test_a_claim_whose_first_try_spans_the_drain_is_told_to_go_elsewhere(
             return servicer.drain()
 
         assert asyncio.run_coroutine_threadsafe(drain(), srv.loop).result(WAIT) == 0
-        started = time.monotonic()
         backend.claim_gate.set()
         with pytest.raises(grpc.RpcError) as info:
             claim.result(WAIT)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert time.monotonic() - started < WAIT / 2
         assert servicer.waiting_claims == 0
 
 
