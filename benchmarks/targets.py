@@ -92,13 +92,19 @@ def _pg_svc_target() -> Target:
 
 def _etcd_target() -> Target:
     from . import etcd
+    from .etcd_state import burst_records
 
     return Target(
         "etcd",
         etcd.start,
         batches=(1, 100),
         depths=(1_000, 100_000),
-        extras=[etcd.side_by_side_records, etcd.raw_txn_records],
+        extras=[
+            etcd.side_by_side_records,
+            etcd.steady_side_by_side_records,
+            burst_records,
+            etcd.raw_txn_records,
+        ],
         max_batch=etcd.MAX_BATCH,
     )
 
