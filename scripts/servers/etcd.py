@@ -53,9 +53,10 @@ def free_port() -> int:
 class EtcdMember:
     """One etcd process with its own data dir and loopback ports."""
 
-    def __init__(self, name: str, root: Path, binary: str) -> None:
+    def __init__(self, name: str, root: Path, binary: str, flags: tuple[str, ...] = ()) -> None:
         self.name = name
         self.binary = binary
+        self.flags = flags  # more command-line flags, after the launcher's own
         self.data_dir = root / name
         self.log_path = root / f"{name}.log"
         self.client_port = free_port()
@@ -104,6 +105,7 @@ class EtcdMember:
             "periodic",
             "--auto-compaction-retention",
             COMPACTION_RETENTION,
+            *self.flags,
         ]
         log = self.log_path.open("ab")
         try:
@@ -151,12 +153,14 @@ class EtcdMember:
 class EtcdCluster:
     """A throwaway etcd of one or more members on loopback."""
 
-    def __init__(self, members: int = 1, binary: str | None = None) -> None:
+    def __init__(
+        self, members: int = 1, binary: str | None = None, flags: tuple[str, ...] = ()
+    ) -> None:
         binary = binary or etcd_binary()
         if binary is None:
             raise EtcdNotInstalled(f"etcd is not installed; install it with: {INSTALL_HINT}")
         self.root = Path(tempfile.mkdtemp(prefix="entroq-etcd-"))
-        self.members = [EtcdMember(f"m{i}", self.root, binary) for i in range(members)]
+        self.members = [EtcdMember(f"m{i}", self.root, binary, flags) for i in range(members)]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
     @property
