@@ -155,7 +155,7 @@ async def svc_side_by_side_records(
     queue behind each other there and go to etcd in shared Txns. The raw rate
     is taken on the etcd behind the service.
     """
-    via = {"workers": 8, "via": "entroq-svc", "preload": preload}
+    via = {"workers": 8, "via": "entroq-svc"}
     return await _beside_raw(label, url, _BEHIND_SVC[url], runs, preload, [(via, False)], MAX_BATCH)
 
 
