@@ -33,8 +33,9 @@ _PIDS: dict[str, int] = {}
 
 
 @asynccontextmanager
-async def start() -> AsyncIterator[str]:
-    """Run a disk-backed single-member etcd like the test fixtures do."""
+async def start(raw_runs: int = RAW_RUNS) -> AsyncIterator[str]:
+    """Run a disk-backed single-member etcd like the test fixtures do, and take
+    its raw Txn rate ``raw_runs`` times while it is fresh."""
     from scripts.servers.etcd import EtcdCluster
 
     cluster = await asyncio.to_thread(lambda: EtcdCluster(1).start())
@@ -43,7 +44,8 @@ async def start() -> AsyncIterator[str]:
     if proc is not None:
         _PIDS[url] = proc.pid
     try:
-        _FRESH_RAW[url] = [await raw_txn_per_second(url) for _ in range(RAW_RUNS)]
+        if raw_runs:
+            _FRESH_RAW[url] = [await raw_txn_per_second(url) for _ in range(raw_runs)]
         yield url
     finally:
         _PIDS.pop(url, None)
@@ -141,8 +143,7 @@ async def steady_side_by_side_records(
     stays the size this workload's own writes give it. ``url`` is not used: the
     server the rest of the run used has seen bursts.
     """
-    async with start() as fresh:
-        _FRESH_RAW.pop(fresh, None)
+    async with start(raw_runs=0) as fresh:
         return await _beside_raw(label, fresh, fresh, runs, preload, _DIRECT_DRAINS, 1)
 
 
