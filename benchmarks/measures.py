@@ -100,8 +100,8 @@ async def claim_latency_ms(
     """p50 and p99 of one TryClaim at queue ``depth`` (the task is released untimed).
 
     Timing starts once the fill has settled: for a second or two after a large
-    fill the server is still busy with it (on etcd it
-    doubled the median claim latency), which is the fill's cost, not the depth's.
+    fill the server is still busy with it (on etcd that doubled the median
+    claim latency), which is the fill's cost, not the depth's.
     """
     eq = await AsyncEntroQ.open(url)
     queue = fresh_queue(f"depth{depth}")
