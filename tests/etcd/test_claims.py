@@ -220,3 +220,46 @@ def test_a_watching_handle_hears_arrivals_and_leases_but_not_claims(etcd_url: st
             await producer.aclose()
 
     asyncio.run(run())
+
+
+def test_claimers_sharing_a_handle_keep_the_spare_candidates_of_all_their_reads(
+    etcd_url: str,
+) -> None:
+    """8 claimers on one handle run out of spares together and read together;
+    every read's leftovers must be kept, and no task may be handed out twice.
+
+    Measured on 2,000 tasks: 0.31 to 0.35 reads per claim when each read's
+    leftovers replaced the last one's, 0.18 to 0.20 when they are kept.
+    """
+    tasks, claimers = 2000, 8
+
+    async def run() -> None:
+        backend = await open_backend(etcd_url)
+        reads = 0
+        real_txn = backend._client.txn
+
+        async def counting_txn(request, *args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal reads
+            reads += bool(kwargs.get("read_only"))
+            return await real_txn(request, *args, **kwargs)
+
+        try:
+            for _ in range(tasks // 100):
+                inserts = tuple(TaskData("shared", value=b"x") for _ in range(100))
+                await backend.modify(ModifyRequest("me", inserts=inserts))
+            backend._client.txn = counting_txn  # type: ignore[method-assign]
+            claimed: list[str] = []
+
+            async def claimer() -> None:
+                while task := await backend.try_claim(ClaimRequest("me", ("shared",), 30_000)):
+                    claimed.append(task.id)
+                    await backend.modify(ModifyRequest("me", deletes=(task.as_id(),)))
+
+            async with asyncio.timeout(HANG_GUARD):
+                await asyncio.gather(*(claimer() for _ in range(claimers)))
+            assert len(claimed) == tasks and len(set(claimed)) == tasks
+            assert reads / tasks < 0.27, f"{reads} reads for {tasks} claims"
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())

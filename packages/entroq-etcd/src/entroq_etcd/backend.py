@@ -46,6 +46,7 @@ _CLAIM_ROUNDS = 20  # candidate reads per try_claim before reporting a conflict
 _CLAIM_TRIES_PER_READ = 3  # candidates tried from one read
 _CANDIDATES = 12  # ready keys returned per window read (the window holds ~TARGET)
 _SPARE_MS = 1000  # how long unused candidates of a read are worth trying
+_MAX_SPARES = 4 * _CANDIDATES  # unused candidates kept per queue
 _CLOCK_SKEW_MS = 60_000  # clock differences between writers this backend tolerates
 _MAX_TRACKED_QUEUES = 4096
 _MODIFY_ATTEMPTS = 8
@@ -115,7 +116,7 @@ class EtcdBackend:
                             if len(due) >= _PROMOTE_AT:
                                 await self._promote(queue, [d for d in due if d is not kv])
                             elif pool:
-                                self._spares[queue] = (now_ms() + _SPARE_MS, pool)
+                                self._keep_spares(queue, pool)
                             return task
                         tried += 1
                         if tried >= _CLAIM_TRIES_PER_READ:
@@ -155,11 +156,37 @@ class EtcdBackend:
             task = await self._claim_one(request, kv, old, now)
             if task is not None:
                 if not pool:
-                    self._spares.pop(queue, None)
+                    self._drop_spares(queue, pool)
                 return task
             break
-        self._spares.pop(queue, None)
+        self._drop_spares(queue, pool)
         return None
+
+    def _keep_spares(self, queue: str, pool: list[ops.KeyValue]) -> None:
+        """Keep a read's unused candidates, adding them to spares still held.
+
+        Claims that share a handle run out of spares together and read
+        together; each read's leftovers replacing the last one's threw most of
+        them away (0.3 reads per claim with 8 claimers on one handle). The
+        newest candidates are tried first; a stale one fails its compare and
+        then all go.
+        """
+        now = now_ms()
+        entry = self._spares.get(queue)
+        if entry is not None and now < entry[0]:
+            held = entry[1]
+            known = {kv.key for kv in held}
+            held.extend(kv for kv in pool if kv.key not in known)
+            del held[:-_MAX_SPARES]
+            pool = held
+        self._spares[queue] = (now + _SPARE_MS, pool)
+
+    def _drop_spares(self, queue: str, pool: list[ops.KeyValue]) -> None:
+        """Forget ``queue``'s spares if ``pool`` is still what is held (another
+        claim may have stored newer ones meanwhile)."""
+        entry = self._spares.get(queue)
+        if entry is not None and entry[1] is pool:
+            del self._spares[queue]
 
     async def _candidates(
         self, queues: list[str], now: int
