@@ -33,12 +33,12 @@ _PIDS: dict[str, int] = {}
 
 
 @asynccontextmanager
-async def start(raw_runs: int = RAW_RUNS) -> AsyncIterator[str]:
-    """Run a disk-backed single-member etcd like the test fixtures do, and take
-    its raw Txn rate ``raw_runs`` times while it is fresh."""
+async def start(raw_runs: int = RAW_RUNS, flags: tuple[str, ...] = ()) -> AsyncIterator[str]:
+    """Run a disk-backed single-member etcd like the test fixtures do (with more
+    etcd ``flags``), and take its raw Txn rate ``raw_runs`` times while it is fresh."""
     from scripts.servers.etcd import EtcdCluster
 
-    cluster = await asyncio.to_thread(lambda: EtcdCluster(1).start())
+    cluster = await asyncio.to_thread(lambda: EtcdCluster(1, flags=flags).start())
     url = cluster.url + "/bench/"
     proc = cluster.members[0].proc
     if proc is not None:
@@ -50,6 +50,11 @@ async def start(raw_runs: int = RAW_RUNS) -> AsyncIterator[str]:
     finally:
         _PIDS.pop(url, None)
         await asyncio.to_thread(cluster.stop)
+
+
+def etcd_pid(url: str) -> int | None:
+    """The pid of the etcd that start() runs at ``url``, or None."""
+    return _PIDS.get(url)
 
 
 # The etcd URL behind each `entroq-svc` the etcd-svc target started.
@@ -180,7 +185,7 @@ async def _beside_raw(
     rate and its ratio to the raw rate of the same run. Queues are loaded and
     emptied ``per_txn`` tasks per Txn. If this benchmark runs the etcd, the CPU
     per raw Txn and per cycle is split into etcd's and this process's."""
-    pid = _PIDS.get(etcd_url)
+    pid = etcd_pid(etcd_url)
     meters = {"etcd": pid, "client": os.getpid()} if pid is not None else None
     raws: list[float] = []
     raw_meters: list[Meter] = []

@@ -18,8 +18,6 @@ configurations is what an operator can do about it.
 
 from __future__ import annotations
 
-import asyncio
-
 from entroq_core import AsyncEntroQ
 
 from . import etcd
@@ -48,7 +46,6 @@ async def burst_records(label: str, url: str, runs: int) -> list[Record]:
                 for metric, value in (await _one_server(flags, per_txn)).items():
                     samples.setdefault((metric, config, per_txn), []).append(value)
     out = []
-    units = {"raw_before": "txn/s", "raw_after": "txn/s", "etcd_cpu_after": "us"}
     for (metric, config, per_txn), values in samples.items():
         params = {"etcd": config, "tasks_per_txn": per_txn, "tasks": TASKS}
         if metric == "cycles":
@@ -59,7 +56,7 @@ async def burst_records(label: str, url: str, runs: int) -> list[Record]:
         else:
             when = "before" if metric == "raw_before" else "after"
             params |= {"callers": 8, "when": f"{when} loading"}
-            out.append(median_record(label, "burst_raw_txn_per_s", units[metric], values, **params))
+            out.append(median_record(label, "burst_raw_txn_per_s", "txn/s", values, **params))
     for config in CONFIGS:
         for per_txn in SHAPES:
             before = samples[("raw_before", config, per_txn)]
@@ -71,18 +68,15 @@ async def burst_records(label: str, url: str, runs: int) -> list[Record]:
 
 
 async def _one_server(flags: tuple[str, ...], per_txn: int) -> dict[str, float]:
-    from scripts.servers.etcd import EtcdCluster
-
-    cluster = await asyncio.to_thread(lambda: EtcdCluster(1, flags=flags).start())
-    proc = cluster.members[0].proc
-    url = cluster.url + "/bench/"
+    """The measurements of one run on one fresh server started with ``flags``."""
     out: dict[str, float] = {}
-    try:
+    async with etcd.start(raw_runs=0, flags=flags) as url:
         out["raw_before"] = await etcd.raw_txn_per_second(url)
         setup = await AsyncEntroQ.open(url)
         queue = fresh_queue("burst")
         await etcd.load(url, setup, queue, TASKS, per_txn)
-        meter = Meter({"etcd": proc.pid} if proc is not None else None)
+        pid = etcd.etcd_pid(url)
+        meter = Meter({"etcd": pid} if pid is not None else None)
         out["raw_after"] = await etcd.raw_txn_per_second(url, meter=meter)
         cost = meter.us_per_unit("etcd")
         if cost is not None:
@@ -90,6 +84,4 @@ async def _one_server(flags: tuple[str, ...], per_txn: int) -> dict[str, float]:
         workers = [await AsyncEntroQ.open(url) for _ in range(8)]
         out["cycles"] = await drain_rate(workers, queue, seconds=3.0)
         await cleanup(setup, queue, workers, etcd.MAX_BATCH)
-    finally:
-        await asyncio.to_thread(cluster.stop)
     return out
