@@ -101,7 +101,10 @@ def test_restart_under_load_loses_nothing_and_recovers(
             await _until(lambda: errors["claim"] > 0 and errors["insert"] > 0)
 
             await asyncio.to_thread(own_server.start)
-            await _until_up(eq)
+            # Each handle finds out on its own probe's schedule (backing off to
+            # about a second between tries), so wait for all three.
+            for client in (eq, other, admin):
+                await _until_up(client)
             before = len(committed)
             await _until(lambda: len(committed) >= before + 100)
 
