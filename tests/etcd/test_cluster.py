@@ -73,6 +73,16 @@ async def _until(condition: object, what: str, timeout: float = 90.0) -> None:
             await asyncio.sleep(0.05)
 
 
+async def _open_when_up(url: str, timeout: float = 120.0) -> EtcdBackend:
+    """Open a handle, retrying while the cluster cannot answer yet."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return await open_backend(url, call_timeout=CALL_TIMEOUT)
+            except BackendUnavailable:
+                await asyncio.sleep(0.2)
+
+
 def test_work_survives_one_member_and_fails_cleanly_without_quorum(cluster: EtcdCluster) -> None:
     url = cluster.url + "/fault/"
 
@@ -138,15 +148,20 @@ def test_work_survives_one_member_and_fails_cleanly_without_quorum(cluster: Etcd
                 asyncio.create_task(_worker(h, f"w{i}", ledger, stop))
                 for i, h in enumerate(handles)
             ]
-            check = await open_backend(url, call_timeout=CALL_TIMEOUT)
+            # Rejoining members may still be electing a leader: the check retries
+            # until the cluster answers, as the workers do.
+            check = await _open_when_up(url)
 
-            async def remaining() -> set[str]:
-                return {
-                    t.id async for t in check.tasks(TasksRequest(queue=QUEUE, omit_values=True))
-                }
+            async def remaining() -> set[str] | None:
+                try:
+                    return {
+                        t.id async for t in check.tasks(TasksRequest(queue=QUEUE, omit_values=True))
+                    }
+                except BackendUnavailable:
+                    return None
 
             async with asyncio.timeout(120):
-                while await remaining():
+                while (left := await remaining()) is None or left:
                     await asyncio.sleep(0.2)
             assert len(ledger.done) > done_at_outage
             stop.set()

@@ -20,7 +20,7 @@ def test_workers_on_two_handles_process_each_task_once_with_renewals(etcd_url: s
         if task.value.endswith(b"7") and task.attempt == 0:
             raise RuntimeError("flaky once")  # retried with attempt+1
         if task.value.endswith(b"3"):
-            await asyncio.sleep(0.5)  # outlives the 0.3 s lease: renewals keep it ours
+            await asyncio.sleep(1.5)  # outlives the 1 s lease: renewals keep it ours
         seen[task.value.decode()] += 1
         return Modification().delete(task).insert("done", task.value)
 
@@ -33,7 +33,7 @@ def test_workers_on_two_handles_process_each_task_once_with_renewals(etcd_url: s
         clients = [AsyncEntroQ(await open_backend(etcd_url)) for _ in range(2)]
         fast = Backoff(base=0.05)
         workers = [
-            Worker(c, "todo", handle, concurrency=3, lease=0.3, poll=1.0, backoff=fast)
+            Worker(c, "todo", handle, concurrency=3, lease=1.0, poll=1.0, backoff=fast)
             for c in clients
         ]
         runs = [asyncio.create_task(w.run()) for w in workers]

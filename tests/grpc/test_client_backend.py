@@ -242,7 +242,8 @@ def test_claim_without_deadline_outlives_many_per_call_deadlines() -> None:
     with ServerThread("mem://", interceptors=[counter]) as srv:
 
         async def go() -> None:
-            waiter = AsyncEntroQ(await open_backend(srv.url, claim_call_seconds=0.3))
+            # Per-call deadlines long enough that a slow machine answers within them.
+            waiter = AsyncEntroQ(await open_backend(srv.url, claim_call_seconds=1.0))
             producer = await AsyncEntroQ.open(srv.url)
             q = unique()
             claim = asyncio.create_task(waiter.claim(q, 10))

@@ -198,7 +198,7 @@ class ModifyCases:
     async def test_leased_by_another_claimant(self, h: Harness) -> None:
         await h.eq.modify(Modification().insert(h.q()).insert(h.q()))
         holder = await h.client()
-        first = await holder.try_claim(h.q(), 0.5)
+        first = await holder.try_claim(h.q(), 2)  # must outlast the next two calls
         second = await holder.try_claim(h.q(), 60)
         assert first is not None and second is not None
         with pytest.raises(DependencyError) as info:
