@@ -290,6 +290,47 @@ def test_cancelling_a_claim_cancels_the_call_on_the_server() -> None:
         run(go())
 
 
+class CancellingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Ends every Modify with CANCELLED, as grpc does to calls still pending when
+    a server shuts down (not reproducible on demand: they are the calls that
+    arrive in the instant before the shutdown)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        if details.method != "/proto.EntroQ/Modify":
+            return await continuation(details)
+
+        async def cancelled(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await context.abort(grpc.StatusCode.CANCELLED, "Server shutdown")
+
+        return grpc.unary_unary_rpc_method_handler(cancelled)
+
+
+def test_a_call_the_server_cancels_is_unavailable_not_a_cancellation() -> None:
+    """A client that cancels its own call never sees CANCELLED (grpc raises
+    CancelledError locally); one that arrives is the server's doing. The client
+    must not cancel a task nobody cancelled (a Worker would stop), but report
+    the server gone, as UNAVAILABLE."""
+    with ServerThread("mem://", interceptors=[CancellingInterceptor()]) as server:
+
+        async def go() -> None:
+            async with await AsyncEntroQ.open(server.url) as eq:
+                call = asyncio.create_task(eq.modify(Modification().insert(unique(), b"x")))
+                with pytest.raises(BackendUnavailable, match="server cancelled the call"):
+                    await call
+                assert not call.cancelled()
+                current = asyncio.current_task()
+                assert current is not None and current.cancelling() == 0
+                assert await eq.try_claim(unique(), 1) is None  # the channel still works
+
+        run(go())
+
+
 # --- streams and sizes -----------------------------------------------------------------------
 
 

@@ -1,14 +1,14 @@
 """Library exceptions to gRPC statuses and back (SPEC section 3).
 
 The server turns every exception into a :class:`Failure`; the client turns every
-status back into the same library exception. Invalid arguments carry their field,
-value and reason in a small JSON trailer so the client can rebuild them exactly;
-dependency errors carry ``proto.ModifyDep`` details (see ``convert``).
+status back into the same library exception, except CANCELLED (see ``error_for``).
+Invalid arguments carry their field, value and reason in a small JSON trailer so
+the client can rebuild them exactly; dependency errors carry ``proto.ModifyDep``
+details (see ``convert``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -132,7 +132,16 @@ def error_for(
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return DeadlineExceeded(details)
     if code == grpc.StatusCode.CANCELLED:
-        return asyncio.CancelledError(details)
+        # A caller that cancels its own call never sees this status: grpc raises
+        # CancelledError locally. A CANCELLED that arrives was the server's doing:
+        # it shut down with the call pending or in flight (grpc cancels calls not
+        # yet handed to a handler, and handlers still running when the grace
+        # ends). Raising CancelledError for it would cancel a task nobody
+        # cancelled (a Worker would stop); like a server gone away, it is
+        # UNAVAILABLE: try again, elsewhere. A write's outcome is then unknown.
+        return BackendUnavailable(
+            f"the server cancelled the call ({details}); it may be shutting down"
+        )
     if code == grpc.StatusCode.UNAVAILABLE:
         return BackendUnavailable(details)
     if code == grpc.StatusCode.ABORTED:
