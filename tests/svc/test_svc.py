@@ -332,6 +332,34 @@ def test_shutdown_finishes_modify_ends_claims_and_closes_backend(
     srv.server = None  # already stopped
 
 
+def test_stop_ends_calls_it_will_never_serve_instead_of_waiting_out_the_grace(
+    gated: tuple[ServerThread, GatedBackend],
+) -> None:
+    # A stopping server hands no more calls to the service, yet grpc holds the
+    # calls it still has (those that arrived as it began to stop, open health
+    # Watch streams) until the grace ends. With no EntroQ call left running,
+    # the stop must end them rather than wait: here a Watch, against a grace
+    # of ten minutes.
+    srv, backend = gated
+    assert srv.server is not None
+    server = srv.server
+    with grpc.insecure_channel(srv.address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="proto.EntroQ"), timeout=10 * WAIT
+        )
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        stopping = asyncio.run_coroutine_threadsafe(server.stop(grace=10 * WAIT), srv.loop)
+        stopping.result(WAIT)
+        assert backend.closed.is_set()
+        seen = []
+        with pytest.raises(grpc.RpcError) as info:
+            for reply in watch:
+                seen.append(reply.status)
+        assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+        assert set(seen) <= {health_pb2.HealthCheckResponse.NOT_SERVING}
+    srv.server = None  # already stopped
+
+
 def test_module_entry_point_runs_the_same_command() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "entroq_svc", "--list-backends"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Sequence
@@ -23,6 +24,9 @@ log = logging.getLogger("entroq_svc")
 DEFAULT_PORT = 37706
 DEFAULT_MAX_MESSAGE_MB = 10
 DEFAULT_GRACE_SECONDS = 10.0
+
+# At shutdown, how long to wait for calls handed to the service just before it.
+_HANDOFF_SECONDS = 0.05
 
 # Room for the rest of a request around a value of the maximum size.
 _ENVELOPE_BYTES = 64 * 1024
@@ -170,7 +174,8 @@ class EntroQServer:
 
         Health turns NOT_SERVING, waiting Claims end with UNAVAILABLE (their clients
         retry elsewhere), new calls are refused, and calls in flight (Modify) get up
-        to ``grace`` seconds to finish.
+        to ``grace`` seconds to finish; once none is left, whatever grpc still
+        holds ends at once (see ``_end_unserved_calls``).
         """
         if self._stopped:
             return
@@ -178,9 +183,32 @@ class EntroQServer:
         await self._health.enter_graceful_shutdown()
         waiting = self._servicer.drain()
         log.info("draining", extra={"waiting_claims": waiting, "grace_seconds": grace})
-        await self._server.stop(grace)
+        stopping = asyncio.ensure_future(self._server.stop(grace))
+        await self._end_unserved_calls(stopping)
+        await stopping
         await self._servicer.backend.aclose()
         log.info("stopped")
+
+    async def _end_unserved_calls(self, stopping: asyncio.Future[None]) -> None:
+        """Once no EntroQ call is left running, end the rest instead of waiting out the grace.
+
+        A stopping grpc server hands no more calls to handlers, but it keeps the
+        ones that arrived as the shutdown began (and health Watch streams) until
+        the grace ends: a restart under load waited the whole grace for calls that
+        would never be served. Their clients get UNAVAILABLE either way.
+        """
+        while not stopping.done():
+            idle = asyncio.ensure_future(self._servicer.none_running())
+            await asyncio.wait({stopping, idle}, return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
+            if stopping.done():
+                return
+            # A call handed over just before the shutdown may not have started yet.
+            await asyncio.sleep(_HANDOFF_SECONDS)
+            if not self._servicer.running_calls:
+                log.info("no calls left running; ending the rest")
+                await self._server.stop(None)
+                return
 
     async def wait_for_termination(self) -> None:
         """Wait until the server has stopped."""
