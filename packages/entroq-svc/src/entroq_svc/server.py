@@ -25,8 +25,9 @@ DEFAULT_PORT = 37706
 DEFAULT_MAX_MESSAGE_MB = 10
 DEFAULT_GRACE_SECONDS = 10.0
 
-# At shutdown, how long to wait for calls handed to the service just before it.
-_HANDOFF_SECONDS = 0.05
+# At shutdown, once no call is running: how long grpc gets to finish stopping by
+# itself before the calls it still holds are ended.
+_SETTLE_SECONDS = 0.5
 
 # Room for the rest of a request around a value of the maximum size.
 _ENVELOPE_BYTES = 64 * 1024
@@ -203,10 +204,11 @@ class EntroQServer:
             idle.cancel()
             if stopping.done():
                 return
-            # A call handed over just before the shutdown may not have started yet.
-            await asyncio.sleep(_HANDOFF_SECONDS)
-            if not self._servicer.running_calls:
-                log.info("no calls left running; ending the rest")
+            # An idle server stops on its own within milliseconds; and a call
+            # handed over just before the shutdown may not have started yet.
+            await asyncio.wait({stopping}, timeout=_SETTLE_SECONDS)
+            if not stopping.done() and not self._servicer.running_calls:
+                log.info("no calls left running; ending calls that will not be served")
                 await self._server.stop(None)
                 return
 
