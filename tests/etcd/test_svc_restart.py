@@ -1,0 +1,77 @@
+"""Workers talking to entroq-svc carry on while the service restarts in front of etcd."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from entroq_core import AsyncEntroQ, Modification, Task
+from entroq_core.backoff import Backoff
+from entroq_core.worker import Worker
+from scripts.servers.entroq_svc import SvcProcess, start_svc
+from scripts.servers.etcd import free_port
+
+TASKS = 300
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+def test_workers_carry_on_through_service_restarts(etcd_url: str) -> None:
+    """A rolling restart of entroq-svc: each stop ends the workers' calls (waiting
+    claims, and calls grpc cancels as it shuts down) and the service comes back on
+    the same port. The workers must treat all of it as "unavailable, try again",
+    never as their own cancellation, and every task must be committed once."""
+    extra = ["--port", str(free_port())]
+    done: list[bytes] = []
+
+    async def handle(task: Task) -> Modification:
+        await asyncio.sleep(0.01)
+        return Modification().delete(task).insert("done", task.value)
+
+    async def run() -> None:
+        svc: SvcProcess = await asyncio.to_thread(start_svc, etcd_url, extra)
+        store = await AsyncEntroQ.open(etcd_url)  # straight to etcd: setup and checks
+        mod = Modification()
+        for i in range(TASKS):
+            mod.insert("todo", b"%d" % i)
+        await store.modify(mod)
+        clients = [await AsyncEntroQ.open(svc.url) for _ in range(2)]
+        fast = Backoff(base=0.05, cap=0.5)
+        workers = [
+            Worker(c, "todo", handle, concurrency=4, lease=5, poll=1.0, backoff=fast)
+            for c in clients
+        ]
+        runs = [asyncio.create_task(w.run()) for w in workers]
+        try:
+            for restart in range(2):
+                mark = sum(w.processed for w in workers)
+                await _until(
+                    lambda: sum(w.processed for w in workers) >= mark + 30,
+                    f"progress before restart {restart}",
+                )
+                assert await asyncio.to_thread(svc.terminate) == 0
+                svc.close()
+                svc = await asyncio.to_thread(start_svc, etcd_url, extra)
+            async with asyncio.timeout(120):
+                while len(await store.tasks("done", omit_values=True)) < TASKS:
+                    assert not any(r.done() for r in runs), "a worker stopped"
+                    await asyncio.sleep(0.1)
+            assert not any(r.done() for r in runs), "a worker stopped"
+            done.extend(t.value for t in await store.tasks("done"))
+            assert await store.tasks("todo") == []
+        finally:
+            for w in workers:
+                w.stop()
+            await asyncio.gather(*runs, return_exceptions=True)
+            for c in clients:
+                await c.aclose()
+            await store.aclose()
+            await asyncio.to_thread(svc.terminate)
+            svc.close()
+
+    asyncio.run(run())
+    assert sorted(done) == sorted(b"%d" % i for i in range(TASKS))
