@@ -48,9 +48,9 @@ def test_workers_carry_on_through_service_restarts(etcd_url: str) -> None:
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
             for restart in range(2):
-                mark = sum(w.processed for w in workers)
+                target = sum(w.processed for w in workers) + 30
                 await _until(
-                    lambda: sum(w.processed for w in workers) >= mark + 30,
+                    lambda target=target: sum(w.processed for w in workers) >= target,
                     f"progress before restart {restart}",
                 )
                 assert await asyncio.to_thread(svc.terminate) == 0
