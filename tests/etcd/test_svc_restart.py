@@ -15,9 +15,12 @@ TASKS = 300
 
 
 async def _until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.05)
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def test_workers_carry_on_through_service_restarts(etcd_url: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -63,9 +63,6 @@ class EntroQServicer:
         self._chunk_bytes = max(1, stream_chunk_bytes)
         self._draining = False
         self._waiting: set[asyncio.Future[Task]] = set()
-        self._running = 0  # handlers of this service running now
-        self._none_running = asyncio.Event()
-        self._none_running.set()
 
     @property
     def backend(self) -> Backend:
@@ -81,26 +78,6 @@ class EntroQServicer:
     def waiting_claims(self) -> int:
         """How many Claim calls are waiting for a task right now."""
         return len(self._waiting)
-
-    @property
-    def running_calls(self) -> int:
-        """How many calls of this service have a handler running right now."""
-        return self._running
-
-    async def none_running(self) -> None:
-        """Return once no call of this service has a handler running."""
-        await self._none_running.wait()
-
-    @contextlib.contextmanager
-    def _counted(self) -> Iterator[None]:
-        self._running += 1
-        self._none_running.clear()
-        try:
-            yield
-        finally:
-            self._running -= 1
-            if not self._running:
-                self._none_running.set()
 
     def drain(self) -> int:
         """Refuse new Claims and end waiting ones with UNAVAILABLE; return how many were waiting.
@@ -152,10 +129,9 @@ class EntroQServicer:
     def _guard(self, name: str, fn: Handler) -> Handler:
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
             try:
-                with self._counted():
-                    if isinstance(request, convert.Undecodable):
-                        raise request.invalid()
-                    return await fn(request, context)
+                if isinstance(request, convert.Undecodable):
+                    raise request.invalid()
+                return await fn(request, context)
             except Exception as exc:  # every exception becomes a proper status
                 failure = self._failure(name, exc)
             # abort() raises; it must run outside the try so it is not caught above.
@@ -174,12 +150,11 @@ class EntroQServicer:
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Message]:
             try:
-                with self._counted():
-                    if isinstance(request, convert.Undecodable):
-                        raise request.invalid()
-                    async for message in fn(request):
-                        yield message
-                    return
+                if isinstance(request, convert.Undecodable):
+                    raise request.invalid()
+                async for message in fn(request):
+                    yield message
+                return
             except Exception as exc:  # every exception becomes a proper status
                 failure = self._failure(name, exc)
             await context.abort(failure.code, failure.details, failure.trailing_metadata)

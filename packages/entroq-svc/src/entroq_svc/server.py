@@ -19,14 +19,16 @@ from entroq_core.registry import connect
 from entroq_grpc.convert import SERVICE_NAME
 from entroq_grpc.servicer import EntroQServicer
 
+from .inflight import InFlightCalls
+
 log = logging.getLogger("entroq_svc")
 
 DEFAULT_PORT = 37706
 DEFAULT_MAX_MESSAGE_MB = 10
 DEFAULT_GRACE_SECONDS = 10.0
 
-# At shutdown, once no call is running: how long grpc gets to finish stopping by
-# itself before the calls it still holds are ended.
+# At shutdown, once no EntroQ call is in flight: how long grpc gets to finish
+# stopping by itself before the calls it still holds are ended.
 _SETTLE_SECONDS = 0.5
 
 # Room for the rest of a request around a value of the maximum size.
@@ -86,10 +88,12 @@ class EntroQServer:
         health_servicer: health.aio.HealthServicer,
         port: int,
         address: str,
+        in_flight: InFlightCalls,
     ) -> None:
         self._server = server
         self._servicer = servicer
         self._health = health_servicer
+        self._in_flight = in_flight
         self._port = port
         self._address = address
         self._stopped = False
@@ -130,8 +134,10 @@ class EntroQServer:
         if max_message_mb <= 0:
             raise InvalidArgument("max_message_mb", max_message_mb, "must be positive")
         max_bytes = int(max_message_mb * 1024 * 1024)
+        # First, so a call counts from the moment grpc hands it over.
+        in_flight = InFlightCalls(SERVICE_NAME)
         server = grpc.aio.server(
-            interceptors=tuple(interceptors),
+            interceptors=(in_flight, *interceptors),
             options=[
                 ("grpc.max_receive_message_length", max_bytes + _ENVELOPE_BYTES),
                 ("grpc.max_send_message_length", -1),
@@ -168,7 +174,7 @@ class EntroQServer:
                 "max_message_mb": max_message_mb,
             },
         )
-        return cls(server, servicer, health_servicer, bound, bound_address)
+        return cls(server, servicer, health_servicer, bound, bound_address, in_flight)
 
     async def stop(self, grace: float = DEFAULT_GRACE_SECONDS) -> None:
         """Shut down gracefully, then close the backend.
@@ -185,30 +191,35 @@ class EntroQServer:
         waiting = self._servicer.drain()
         log.info("draining", extra={"waiting_claims": waiting, "grace_seconds": grace})
         stopping = asyncio.ensure_future(self._server.stop(grace))
-        await self._end_unserved_calls(stopping)
-        await stopping
-        await self._servicer.backend.aclose()
+        try:
+            await self._end_unserved_calls(stopping)
+        finally:
+            # Even if this stop is cancelled: the server stops and the backend closes.
+            await stopping
+            await self._servicer.backend.aclose()
         log.info("stopped")
 
     async def _end_unserved_calls(self, stopping: asyncio.Future[None]) -> None:
-        """Once no EntroQ call is left running, end the rest instead of waiting out the grace.
+        """Once no EntroQ call is in flight, end the rest instead of waiting out the grace.
 
-        A stopping grpc server hands no more calls to handlers, but it keeps the
-        ones that arrived as the shutdown began (and health Watch streams) until
-        the grace ends: a restart under load waited the whole grace for calls that
-        would never be served. Their clients get UNAVAILABLE either way.
+        A stopping grpc server hands no more calls to the service, but it keeps
+        the ones that arrived as the shutdown began (and health Watch streams)
+        until the grace ends: a restart under load waited the whole grace for
+        calls that would never be served. Their clients get UNAVAILABLE or
+        CANCELLED (BackendUnavailable, to this project's clients) either way.
         """
         while not stopping.done():
-            idle = asyncio.ensure_future(self._servicer.none_running())
-            await asyncio.wait({stopping, idle}, return_when=asyncio.FIRST_COMPLETED)
-            idle.cancel()
+            idle = asyncio.ensure_future(self._in_flight.none_in_flight())
+            try:
+                await asyncio.wait({stopping, idle}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                idle.cancel()
             if stopping.done():
                 return
-            # An idle server stops on its own within milliseconds; and a call
-            # handed over just before the shutdown may not have started yet.
+            # An idle server stops by itself within milliseconds.
             await asyncio.wait({stopping}, timeout=_SETTLE_SECONDS)
-            if not stopping.done() and not self._servicer.running_calls:
-                log.info("no calls left running; ending calls that will not be served")
+            if not stopping.done() and not self._in_flight.count:
+                log.info("no calls left in flight; ending calls that will not be served")
                 await self._server.stop(None)
                 return
 
