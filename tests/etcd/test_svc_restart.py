@@ -11,6 +11,8 @@ from entroq_core.worker import Worker
 from scripts.servers.entroq_svc import SvcProcess, start_svc
 from scripts.servers.etcd import free_port
 
+from .workers import running
+
 TASKS = 300
 
 
@@ -48,30 +50,25 @@ def test_workers_carry_on_through_service_restarts(etcd_url: str) -> None:
             Worker(c, "todo", handle, concurrency=4, lease=5, poll=1.0, backoff=fast)
             for c in clients
         ]
-        runs = [asyncio.create_task(w.run()) for w in workers]
         try:
-            for restart in range(2):
-                target = sum(w.processed for w in workers) + 30
-                await _until(
-                    lambda target=target: sum(w.processed for w in workers) >= target,
-                    f"progress before restart {restart}",
-                )
-                assert await asyncio.to_thread(svc.terminate) == 0
-                svc.close()
-                svc = await asyncio.to_thread(start_svc, etcd_url, extra)
-            async with asyncio.timeout(120):
-                while len(await store.tasks("done", omit_values=True)) < TASKS:
-                    assert not any(r.done() for r in runs), "a worker stopped"
-                    await asyncio.sleep(0.1)
-            assert not any(r.done() for r in runs), "a worker stopped"
+            async with running(workers, clients) as runs:
+                for restart in range(2):
+                    target = sum(w.processed for w in workers) + 30
+                    await _until(
+                        lambda target=target: sum(w.processed for w in workers) >= target,
+                        f"progress before restart {restart}",
+                    )
+                    assert await asyncio.to_thread(svc.terminate) == 0
+                    svc.close()
+                    svc = await asyncio.to_thread(start_svc, etcd_url, extra)
+                async with asyncio.timeout(120):
+                    while len(await store.tasks("done", omit_values=True)) < TASKS:
+                        assert not any(r.done() for r in runs), "a worker stopped"
+                        await asyncio.sleep(0.1)
+                assert not any(r.done() for r in runs), "a worker stopped"
             done.extend(t.value for t in await store.tasks("done"))
             assert await store.tasks("todo") == []
         finally:
-            for w in workers:
-                w.stop()
-            await asyncio.gather(*runs, return_exceptions=True)
-            for c in clients:
-                await c.aclose()
             await store.aclose()
             await asyncio.to_thread(svc.terminate)
             svc.close()

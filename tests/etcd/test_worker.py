@@ -10,6 +10,8 @@ from entroq_core.backoff import Backoff
 from entroq_core.worker import Worker
 from entroq_etcd.backend import open_backend
 
+from .workers import running
+
 
 def test_workers_on_two_handles_process_each_task_once_with_renewals(etcd_url: str) -> None:
     seen: collections.Counter[str] = collections.Counter()
@@ -36,17 +38,9 @@ def test_workers_on_two_handles_process_each_task_once_with_renewals(etcd_url: s
             Worker(c, "todo", handle, concurrency=3, lease=1.0, poll=1.0, backoff=fast)
             for c in clients
         ]
-        runs = [asyncio.create_task(w.run()) for w in workers]
-        try:
-            async with asyncio.timeout(120):
-                while len(await producer.tasks("done", omit_values=True)) < 40:
-                    await asyncio.sleep(0.1)
-        finally:
-            for w in workers:
-                w.stop()
-            await asyncio.gather(*runs, return_exceptions=True)
-            for c in clients:
-                await c.aclose()
+        async with running(workers, clients), asyncio.timeout(120):
+            while len(await producer.tasks("done", omit_values=True)) < 40:
+                await asyncio.sleep(0.1)
         assert sorted(seen) == sorted(str(i) for i in range(40))
         assert all(n == 1 for n in seen.values()), seen
         assert await producer.tasks("todo") == []

@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import pytest
@@ -34,6 +34,9 @@ from entroq_grpc._proto import entroq_pb2_grpc
 from entroq_grpc.backend import GrpcBackend, open_backend, parse_target
 from entroq_svc.server import TlsFiles
 from scripts.servers.entroq_svc import ServerThread
+
+if TYPE_CHECKING:
+    from entroq_svc.inflight import Continuation
 
 T = TypeVar("T")
 WAIT = 60.0
@@ -226,12 +229,8 @@ class CountingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.claims = 0
 
     async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         if details.method == "/proto.EntroQ/Claim":
             self.claims += 1
         return await continuation(details)
@@ -296,12 +295,8 @@ class CancellingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     arrive in the instant before the shutdown)."""
 
     async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         if details.method != "/proto.EntroQ/Modify":
             return await continuation(details)
 

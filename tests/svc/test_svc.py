@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -37,6 +38,15 @@ def health_status(address: str, service: str = "") -> int:
             health_pb2.HealthCheckRequest(service=service), timeout=WAIT
         )
     return int(reply.status)
+
+
+def serving_watch(channel: grpc.Channel, timeout: float) -> Any:
+    """An open health Watch of ``proto.EntroQ``, after its first answer: SERVING."""
+    watch = health_pb2_grpc.HealthStub(channel).Watch(
+        health_pb2.HealthCheckRequest(service="proto.EntroQ"), timeout=timeout
+    )
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    return watch
 
 
 def run_svc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -297,10 +307,7 @@ def test_shutdown_finishes_modify_ends_claims_and_closes_backend(
     server = srv.server
     with grpc.insecure_channel(srv.address) as channel:
         stub = entroq_pb2_grpc.EntroQStub(channel)
-        watch = health_pb2_grpc.HealthStub(channel).Watch(
-            health_pb2.HealthCheckRequest(service="proto.EntroQ"), timeout=WAIT
-        )
-        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch = serving_watch(channel, WAIT)
         modify = stub.Modify.future(
             pb.ModifyRequest(claimant_id="c", inserts=[pb.TaskData(queue="gated", value=b"v")]),
             timeout=WAIT,
@@ -346,10 +353,7 @@ def test_stop_ends_calls_it_will_never_serve_instead_of_waiting_out_the_grace(
     assert srv.server is not None
     server = srv.server
     with grpc.insecure_channel(srv.address) as channel:
-        watch = health_pb2_grpc.HealthStub(channel).Watch(
-            health_pb2.HealthCheckRequest(service="proto.EntroQ"), timeout=10 * WAIT
-        )
-        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch = serving_watch(channel, 10 * WAIT)
         stopping = asyncio.run_coroutine_threadsafe(server.stop(grace=10 * WAIT), srv.loop)
         stopping.result(WAIT)
         assert backend.closed.is_set()

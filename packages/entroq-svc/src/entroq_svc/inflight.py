@@ -71,10 +71,12 @@ class InFlightCalls(grpc.aio.ServerInterceptor):
 def _ending_with(
     handler: grpc.RpcMethodHandler[Any, Any], on_end: Callable[[], None]
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """``handler`` with ``on_end`` called once its call is over, whatever the kind.
+    """``handler`` with ``on_end`` called once its call is over.
 
-    The behaviours of a grpc.aio handler are coroutines or async generators; the
-    type stubs describe the synchronous API, hence the ``Any``.
+    Every ``proto.EntroQ`` method takes one request message, answered with one
+    message or a stream; a handler of any other kind is returned as it is and
+    uncounted at once. The behaviours of a grpc.aio handler are coroutines or
+    async generators; the type stubs describe the synchronous API, hence ``Any``.
     """
     original: Any = handler
 
@@ -100,17 +102,5 @@ def _ending_with(
                 yield message
 
         return grpc.unary_stream_rpc_method_handler(streaming, **options)
-    if original.stream_unary is not None:
-
-        async def from_stream(requests: Any, context: Any) -> Any:
-            watch(context)
-            return await original.stream_unary(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(from_stream, **options)
-
-    async def both(requests: Any, context: Any) -> AsyncIterator[Any]:
-        watch(context)
-        async for message in original.stream_stream(requests, context):
-            yield message
-
-    return grpc.stream_stream_rpc_method_handler(both, **options)
+    on_end()
+    return handler
