@@ -24,7 +24,8 @@ from typing import IO, Any
 
 from entroq_core.backend import Backend
 from entroq_core.registry import connect
-from entroq_svc.server import EntroQServer, TlsFiles
+from entroq_svc.server import EntroQServer
+from entroq_svc.tls import TlsFiles
 
 STARTUP_SECONDS = 60.0
 

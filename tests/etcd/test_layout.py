@@ -106,11 +106,18 @@ def test_url_with_endpoints_credentials_prefix_and_options() -> None:
     assert config.parse("etcd://h:1", {"ca_file": "/ca.pem"}).tls
 
 
+def test_no_endpoint_means_etcds_default_client_address() -> None:
+    assert config.parse("etcd://", {}).endpoints == ("127.0.0.1:2379",)
+    cfg = config.parse("etcd://u:p@/app/", {})
+    assert cfg.endpoints == ("127.0.0.1:2379",)
+    assert (cfg.user, cfg.prefix) == ("u", "/app/")
+
+
 @pytest.mark.parametrize(
     ("url", "options", "field"),
     [
-        ("etcd://", {}, "url"),
         ("etcd://host", {}, "url"),
+        ("etcd://,", {}, "url"),
         ("etcd://host:0", {}, "url"),
         ("etcd://host:99999", {}, "url"),
         ("pg://host:1", {}, "url"),
@@ -118,6 +125,8 @@ def test_url_with_endpoints_credentials_prefix_and_options() -> None:
         ("etcd://h:1", {"bogus": 1}, "bogus"),
         ("etcd://h:1", {"call_timeout": 0}, "call_timeout"),
         ("etcd://h:1", {"call_timeout": "soon"}, "call_timeout"),
+        ("etcd://h:1", {"call_timeout": "inf"}, "call_timeout"),
+        ("etcd://h:1", {"call_timeout": "nan"}, "call_timeout"),
         ("etcd://h:1", {"max_request_bytes": -1}, "max_request_bytes"),
         ("etcd://h:1", {"tls": "maybe"}, "tls"),
         ("etcd://h:1", {"prefix": ""}, "prefix"),

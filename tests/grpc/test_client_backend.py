@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -32,7 +29,7 @@ from entroq_core.types import Task
 from entroq_grpc._proto import entroq_pb2 as pb
 from entroq_grpc._proto import entroq_pb2_grpc
 from entroq_grpc.backend import GrpcBackend, open_backend, parse_target
-from entroq_svc.server import TlsFiles
+from entroq_svc.tls import TlsFiles
 from scripts.servers.entroq_svc import ServerThread
 
 if TYPE_CHECKING:
@@ -431,35 +428,6 @@ def test_nothing_listening_is_backend_unavailable() -> None:
 
 
 # --- TLS ----------------------------------------------------------------------------------------
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    if shutil.which("openssl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("openssl is missing: apt-get install -y openssl")
-        pytest.skip("needs openssl: apt-get install -y openssl")
-    d = tmp_path_factory.mktemp("pki")
-    _openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-        "-keyout", "ca.key", "-out", "ca.pem", cwd=d,
-    )  # fmt: skip
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl(
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d,
-        )  # fmt: skip
-        _openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", f"{name}.pem", cwd=d,
-        )  # fmt: skip
-    return d
 
 
 def test_grpcs_with_a_private_ca(pki: Path) -> None:

@@ -27,6 +27,7 @@ from entroq_core.types import ModifyResult, Task
 from entroq_grpc._proto import entroq_pb2 as pb
 from entroq_grpc._proto import entroq_pb2_grpc
 from entroq_svc.server import backend_url
+from entroq_svc.tls import TlsFiles
 from scripts.servers.entroq_svc import ServerThread, start_svc, svc_command
 
 WAIT = 60.0
@@ -173,13 +174,35 @@ def test_unknown_backend_fails_with_the_installed_list() -> None:
         (["--tls-cert", "/x.pem"], "go together"),
         (["--tls-client-ca", "/ca.pem"], "needs --tls-cert"),
         (["--port", "70000"], "--port"),
-        (["--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"], "no such file"),
+        (
+            ["--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"],
+            "--tls-cert /no/cert.pem: no such file",
+        ),
+        (["--tls-cert", "/tmp", "--tls-key", "/tmp"], "--tls-cert /tmp: not a file"),
+        (["--max-message-mb", "100000"], "at most 2047"),
+        (["--max-message-mb", "nan"], "--max-message-mb"),
+        (["--grace", "-1"], "--grace -1: must be 0 or more"),
+        (["--grace", "inf"], "--grace"),
+        (["--log-level", "loud"], "--log-level"),
     ],
 )
-def test_bad_options_are_refused(args: list[str], complaint: str) -> None:
-    done = run_svc(*args)
+def test_bad_options_are_refused_with_status_2_and_no_traceback(
+    args: list[str], complaint: str
+) -> None:
+    done = run_svc("--port", "0", *args)
     assert done.returncode == 2
     assert complaint in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_log_level_takes_any_case() -> None:
+    svc = start_svc("mem", ["--log-level", "WARNING"])
+    try:
+        with EntroQ(svc.url) as eq:
+            assert eq.time() is not None
+    finally:
+        assert svc.terminate(WAIT) == 0
+        svc.close()
 
 
 def test_a_port_in_use_is_a_clear_error() -> None:
@@ -188,7 +211,68 @@ def test_a_port_in_use_is_a_clear_error() -> None:
         s.listen()
         done = run_svc("--port", str(s.getsockname()[1]))
     assert done.returncode == 2
-    assert "cannot listen" in done.stderr
+    assert "cannot listen: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_address_of_another_machine_is_named_as_such() -> None:
+    # 192.0.2.0/24 is reserved for documentation: never an address of this host.
+    done = run_svc("--host", "192.0.2.1", "--port", "0")
+    assert done.returncode == 2
+    assert "192.0.2.1" in done.stderr and "Cannot assign requested address" in done.stderr
+
+
+def test_an_unreachable_backend_exits_3_naming_it() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        done = run_svc("--port", "0", "--backend", f"etcd://127.0.0.1:{port}?call_timeout=5")
+    assert done.returncode == 3, done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# --- TLS files that cannot serve ---------------------------------------------------------
+
+
+def _refusal(tls: TlsFiles) -> str:
+    with pytest.raises(InvalidArgument) as refused:
+        tls.credentials()
+    return str(refused.value)
+
+
+def test_a_key_of_another_certificate_is_named(pki: Path) -> None:
+    message = _refusal(TlsFiles(pki / "server.pem", pki / "client.key"))
+    assert "tls_key" in message and "client.key" in message and "server.pem" in message
+
+
+def test_files_that_are_not_pem_are_named_by_their_option(pki: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(b"not a certificate")
+    assert "tls_cert" in _refusal(TlsFiles(junk, pki / "server.key"))
+    assert "tls_key" in _refusal(TlsFiles(pki / "server.pem", junk))
+    assert "tls_client_ca" in _refusal(TlsFiles(pki / "server.pem", pki / "server.key", junk))
+
+
+def test_an_encrypted_key_is_refused_without_asking_for_a_password(
+    pki: Path, tmp_path: Path
+) -> None:
+    locked = tmp_path / "locked.key"
+    subprocess.run(
+        ["openssl", "rsa", "-aes256", "-in", str(pki / "server.key"), "-out", str(locked),
+         "-passout", "pass:secret"],
+        check=True, capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert "encrypted" in _refusal(TlsFiles(pki / "server.pem", locked))
+
+
+def test_svc_names_the_tls_file_it_cannot_use(pki: Path) -> None:
+    done = run_svc(
+        "--port", "0", "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "client.key")
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "tls_key" in done.stderr and "client.key" in done.stderr
+    assert "cannot listen" not in done.stderr
 
 
 def test_max_message_mb_sets_the_value_limit() -> None:

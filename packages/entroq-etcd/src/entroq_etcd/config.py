@@ -2,6 +2,9 @@
 
 ``etcd://[user[:password]@]host:port[,host:port...][/key/prefix/][?option=value&...]``
 
+With no endpoint (``etcd://``, ``etcd:///app/``) the backend uses etcd's own
+default client address, ``127.0.0.1:2379``, as etcdctl does.
+
 Options may come from the URL query or as keyword arguments (which win):
 ``prefix`` (default ``/entroq/``), ``user``, ``password``, ``tls`` (true/false),
 ``ca_file``, ``cert_file``, ``key_file``, ``server_name`` (TLS name to verify),
@@ -23,6 +26,7 @@ from entroq_core.errors import InvalidArgument
 
 from .keys import DEFAULT_PREFIX
 
+DEFAULT_ENDPOINT = "127.0.0.1:2379"  # etcd's default --listen-client-urls
 DEFAULT_CALL_TIMEOUT = 5.0
 DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024  # etcd's --max-request-bytes default
 
@@ -79,7 +83,7 @@ def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
         number = kind(value)
     except (TypeError, ValueError):
         raise InvalidArgument(name, value, "must be a positive number") from None
-    if isinstance(value, bool) or not number > 0:
+    if isinstance(value, bool) or not 0 < number < float("inf"):
         raise InvalidArgument(name, value, "must be a positive number")
     return number
 
@@ -108,8 +112,7 @@ def parse(url: str, options: dict[str, Any]) -> EtcdConfig:
         settings["user"] = unquote(user)
         if password:
             settings["password"] = unquote(password)
-    if not netloc:
-        raise InvalidArgument("url", url, "names no endpoint; expected etcd://host:port")
+    netloc = netloc or DEFAULT_ENDPOINT
     endpoints = tuple(_endpoint(e.strip(), url) for e in netloc.split(","))
     if parts.path and parts.path != "/":
         settings["prefix"] = unquote(parts.path)

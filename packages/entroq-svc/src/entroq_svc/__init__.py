@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .server import EntroQServer, TlsFiles, backend_url, serve
+from .server import EntroQServer, backend_url, serve
+from .tls import TlsFiles
 
 __version__ = "0.1.0"
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -14,19 +15,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from entroq_core.errors import EntroQError, InvalidArgument
+from entroq_core.errors import BackendUnavailable, EntroQError, InvalidArgument
 from entroq_core.registry import load_all
 
 from .server import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_MAX_MESSAGE_MB,
     DEFAULT_PORT,
-    TlsFiles,
     backend_url,
     serve,
 )
+from .tls import TlsFiles
 
 log = logging.getLogger("entroq_svc")
+
+# Exit statuses, as the `entroq` command uses them: scripts and supervisors can
+# tell a configuration to fix from a backend that is not there yet.
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad options, a port that cannot be bound, unusable TLS files
+EXIT_UNAVAILABLE = 3  # the backend did not answer
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _STANDARD_RECORD_KEYS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -75,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: 37706; 0: any)")
     p.add_argument(
         "--max-message-mb",
-        type=float,
+        type=_finite,
         default=DEFAULT_MAX_MESSAGE_MB,
         help="largest request and task value accepted, in MiB (default: 10)",
     )
@@ -84,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA for client certificates (mTLS)")
     p.add_argument(
         "--grace",
-        type=float,
+        type=_finite,
         default=DEFAULT_GRACE_SECONDS,
         help="seconds calls in flight get to finish at shutdown (default: 10)",
     )
@@ -94,9 +103,23 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop: uvloop if installed (default: auto), uvloop, or asyncio",
     )
-    p.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    p.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=_LOG_LEVELS,
+        default="info",
+        help="debug, info (default), warning or error",
+    )
     p.add_argument("--list-backends", action="store_true", help="list installed backends and exit")
     return p
+
+
+def _finite(text: str) -> float:
+    """A number argparse accepts: finite (nan and inf are not durations or sizes)."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(text)
+    return number
 
 
 def list_backends() -> int:
@@ -106,7 +129,7 @@ def list_backends() -> int:
         print(f"{scheme}\t{getattr(opener, '__module__', '?')}")
     for b in broken:
         print(f"{b.scheme}\tBROKEN ({b.target}): {b.error}", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def _tls(opts: argparse.Namespace, p: argparse.ArgumentParser) -> TlsFiles | None:
@@ -116,9 +139,15 @@ def _tls(opts: argparse.Namespace, p: argparse.ArgumentParser) -> TlsFiles | Non
         return None
     if opts.tls_cert is None or opts.tls_key is None:
         p.error("--tls-cert and --tls-key go together")
-    for path in (opts.tls_cert, opts.tls_key, opts.tls_client_ca):
+    for option, path in (
+        ("--tls-cert", opts.tls_cert),
+        ("--tls-key", opts.tls_key),
+        ("--tls-client-ca", opts.tls_client_ca),
+    ):
+        if path is not None and not path.exists():
+            p.error(f"{option} {path}: no such file")
         if path is not None and not path.is_file():
-            p.error(f"no such file: {path}")
+            p.error(f"{option} {path}: not a file")
     return TlsFiles(opts.tls_cert, opts.tls_key, opts.tls_client_ca)
 
 
@@ -160,7 +189,7 @@ async def run(opts: argparse.Namespace, tls: TlsFiles | None) -> int:
     await stop.wait()
     log.info("shutdown requested")
     await server.stop(opts.grace)
-    return 0
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,14 +203,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_backends()
     if not 0 <= opts.port <= 65535:
         p.error(f"--port {opts.port}: must be 0..65535")
+    if opts.grace < 0:
+        p.error(f"--grace {opts.grace:g}: must be 0 or more seconds")
     tls = _tls(opts, p)
     try:
         with asyncio.Runner(loop_factory=loop_factory(opts.loop)) as runner:
             return runner.run(run(opts, tls))
-    except EntroQError as exc:
-        log.error("cannot serve", extra={"error": str(exc)})
-        print(f"entroq-svc: {exc}", file=sys.stderr)
-        return 2
+    except BackendUnavailable as exc:
+        return _cannot_serve(EXIT_UNAVAILABLE, exc)
+    except EntroQError as exc:  # bad options, wrong credentials, an unknown backend
+        return _cannot_serve(EXIT_USAGE, exc)
+
+
+def _cannot_serve(status: int, exc: EntroQError) -> int:
+    log.error("cannot serve", extra={"error": str(exc)})
+    print(f"entroq-svc: {exc}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,12 +19,16 @@ from entroq_grpc.convert import SERVICE_NAME
 from entroq_grpc.servicer import EntroQServicer
 
 from .inflight import InFlightCalls
+from .tls import TlsFiles
 
 log = logging.getLogger("entroq_svc")
 
 DEFAULT_PORT = 37706
 DEFAULT_MAX_MESSAGE_MB = 10
 DEFAULT_GRACE_SECONDS = 10.0
+# gRPC's message limits are 32-bit signed byte counts; a value must leave room
+# for the rest of its request.
+MAX_MESSAGE_MB = 2047
 
 # At shutdown, once no EntroQ call is in flight: how long grpc gets to finish
 # stopping by itself before the calls it still holds are ended.
@@ -52,23 +55,6 @@ def backend_url(name_or_url: str, environ: dict[str, str] | None = None) -> str:
         raise InvalidArgument("backend", name_or_url, "give a backend name like mem or a URL")
     env = os.environ if environ is None else environ
     return env.get(f"ENTROQ_{value.upper().replace('-', '_')}_URL") or f"{value.lower()}://"
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    """PEM files for serving TLS; ``client_ca`` turns on mutual TLS."""
-
-    cert: Path
-    key: Path
-    client_ca: Path | None = None
-
-    def credentials(self) -> grpc.ServerCredentials:
-        """Server credentials read from the files."""
-        return grpc.ssl_server_credentials(
-            [(self.key.read_bytes(), self.cert.read_bytes())],
-            root_certificates=self.client_ca.read_bytes() if self.client_ca else None,
-            require_client_auth=self.client_ca is not None,
-        )
 
 
 class EntroQServer:
@@ -131,8 +117,12 @@ class EntroQServer:
         Raises:
             InvalidArgument: a bad size limit, or the address cannot be bound.
         """
-        if max_message_mb <= 0:
-            raise InvalidArgument("max_message_mb", max_message_mb, "must be positive")
+        if not 0 < max_message_mb <= MAX_MESSAGE_MB:  # also refuses nan
+            raise InvalidArgument(
+                "max_message_mb",
+                max_message_mb,
+                f"must be more than 0 and at most {MAX_MESSAGE_MB} (gRPC's limit is 2 GiB)",
+            )
         max_bytes = int(max_message_mb * 1024 * 1024)
         # First, so a call counts from the moment grpc hands it over.
         in_flight = InFlightCalls(SERVICE_NAME)
@@ -152,15 +142,16 @@ class EntroQServer:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        credentials = tls.credentials() if tls is not None else None
         try:
-            if tls is not None:
-                bound = server.add_secure_port(address, tls.credentials())
+            if credentials is not None:
+                bound = server.add_secure_port(address, credentials)
             else:
                 bound = server.add_insecure_port(address)
-        except (RuntimeError, OSError) as exc:
-            raise InvalidArgument("address", address, f"cannot listen: {exc}") from None
+        except (RuntimeError, OSError):
+            bound = 0
         if not bound:
-            raise InvalidArgument("address", address, "cannot listen (in use?)")
+            raise InvalidArgument("address", address, f"cannot listen: {_why_not(host, port)}")
         await server.start()
         serving = health_pb2.HealthCheckResponse.SERVING
         await health_servicer.set("", serving)
@@ -226,6 +217,27 @@ class EntroQServer:
     async def wait_for_termination(self) -> None:
         """Wait until the server has stopped."""
         await self._server.wait_for_termination()
+
+
+def _why_not(host: str, port: int) -> str:
+    """Why gRPC could not bind ``host:port``, found by binding it ourselves.
+
+    gRPC says only that binding failed (details at GRPC_VERBOSITY=debug); the
+    operating system's reason (address in use, not an address of this machine)
+    is what the user needs.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return f"{host!r} does not resolve: {exc.strerror or exc}"
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                return exc.strerror or str(exc)
+    return "gRPC refused the address (run with GRPC_VERBOSITY=debug for its reason)"
 
 
 async def serve(
