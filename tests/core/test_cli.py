@@ -81,6 +81,7 @@ def test_claim_mod_rm_and_exit_codes(store: MemBackend, capsys: pytest.CaptureFi
     # Leased by worker-a: a plain change fails (exit 1), --force acts for the holder.
     code, _, err = cli(capsys, "mod", "cli-job-1", "--queue", "cli/moved")
     assert code == EXIT_FAILED and "claims" in err
+    assert "held by another claimant; --force acts for it" in err
     code, _, err = cli(capsys, "mod", "cli-job-1", "--version", "7", "--now")
     assert code == EXIT_FAILED and "version 1, not 7" in err
     code, out, _ = cli(capsys, "--json", "mod", "cli-job-1", "--queue", "cli/moved", "--force")
@@ -116,7 +117,6 @@ def test_clear_needs_force_for_leased_tasks(
         (["--url", URL, "ins", "cli/x", "a", "b", "--id", "x"], "needs exactly one value"),
         (["--url", URL, "ins", "cli/x", "!!!", "--base64"], "not valid base64"),
         (["--url", URL, "ins", "", "v"], "invalid inserts[0].queue"),
-        (["--url", URL, "claim", "cli/x", "--duration", "0"], "invalid duration"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -127,6 +127,51 @@ def test_bad_input_is_one_line_and_exit_2(
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["claim", "cli/x", "--duration", "0"], "argument --duration: must be a positive"),
+        (["claim", "cli/x", "--duration", "nan"], "argument --duration: must be a finite"),
+        (["claim", "cli/x", "--timeout", "-1"], "argument --timeout: must be a positive"),
+        (["--rpc-timeout", "0", "qs"], "argument --rpc-timeout: must be a positive"),
+        (["qs", "--rpc-timeout", "-1"], "argument --rpc-timeout: must be a positive"),
+        (["ins", "cli/x", "v", "--delay", "-5"], "argument --delay: must be 0 or more"),
+        (["mod", "some-id", "--delay", "-1"], "argument --delay: must be 0 or more"),
+        (["qs", "--limit", "-1"], "argument --limit: must be 0 (no limit) or more"),
+        (["ts", "cli/x", "--limit", "many"], "argument --limit: must be a whole number"),
+    ],
+)
+def test_bad_numbers_are_usage_errors_naming_the_option(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--url", URL, *argv]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "got '" in err
+    assert "Traceback" not in err
+
+
+def test_common_options_may_follow_the_command(
+    store: MemBackend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(capsys, "ins", "cli/after", "v")
+    code, out, _ = cli(capsys, "ts", "cli/after", "--json", "--claimant", "me")
+    assert code == EXIT_OK and [t["value"] for t in json.loads(out)] == ["v"]
+    # Given after the command, an option wins over the same one before it.
+    assert main(["--url", "nope://x", "qs", "--url", URL, "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)[0]["name"] == "cli/after"
+
+
+def test_values_may_follow_options(store: MemBackend, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "ins", "cli/mixed", "--delay", "60", "a.png", "b.png")
+    assert code == EXIT_OK, err
+    code, out, _ = cli(capsys, "ins", "cli/mixed", "c.png", "--delay", "60", "d.png")
+    assert code == EXIT_OK
+    code, out, _ = cli(capsys, "--json", "ts", "cli/mixed")
+    assert sorted(t["value"] for t in json.loads(out)) == ["a.png", "b.png", "c.png", "d.png"]
+    code, out, _ = cli(capsys, "qs", "--exact", "cli/mixed")
+    assert out.splitlines()[1].split() == ["cli/mixed", "4", "0", "0", "4", "0"]
 
 
 def test_help_of_every_command_has_an_example() -> None:

@@ -22,7 +22,7 @@ from ..errors import (
     PermissionDenied,
     UnknownBackend,
 )
-from .commands import COMMANDS, add_commands
+from .commands import COMMANDS, CommandParser, add_commands, seconds
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -47,21 +47,43 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_global_options(parser, defaults=True)
+    # The same options after the command (`entroq qs --json`); given there, they win.
+    after_command = argparse.ArgumentParser(add_help=False)
+    _add_global_options(after_command, defaults=False)
+    add_commands(
+        parser.add_subparsers(
+            dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+        ),
+        parents=[after_command],
+    )
+    return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """Options every command takes; without ``defaults`` an absent one sets nothing."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    url_default = os.environ.get("ENTROQ_URL", DEFAULT_URL)
     parser.add_argument(
         "--url",
-        default=os.environ.get("ENTROQ_URL", DEFAULT_URL),
+        default=default(url_default),
         help=f"backend URL (default: $ENTROQ_URL or {DEFAULT_URL})",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument("--claimant", help="claimant id to act as (default: a fresh one)")
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON instead of tables"
+    )
+    parser.add_argument(
+        "--claimant", default=default(None), help="claimant id to act as (default: a fresh one)"
+    )
     parser.add_argument(
         "--rpc-timeout",
-        type=float,
-        default=30.0,
+        type=seconds,
+        default=default(30.0),
         help="seconds to wait for the backend on non-blocking commands (default 30)",
     )
-    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(COMMANDS[args.command](args))
     except DependencyError as exc:
+        if exc.claims and getattr(args, "force", None) is False:
+            return _fail(EXIT_FAILED, f"{exc}\n(held by another claimant; --force acts for it)")
         return _fail(EXIT_FAILED, exc)
     except (InvalidArgument, UnknownBackend) as exc:
         return _fail(EXIT_USAGE, exc)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import math
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
@@ -248,32 +249,96 @@ async def show_time(args: argparse.Namespace) -> int:
 # --- arguments ----------------------------------------------------------------
 
 
-def _sub(subparsers: Any, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+class CommandParser(argparse.ArgumentParser):
+    """A command parser that takes positionals after options too.
+
+    argparse alone stops filling ``entroq ins jobs --delay 5 "a.png"``'s values
+    at the first option and then calls "a.png" unrecognized.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing:  # parse_known_intermixed_args calls back here
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type)."""
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _delay(text: str) -> float:
+    """Zero or more seconds (argparse type)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """Zero (no limit) or a positive count (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {text!r}")
+    return value
+
+
+def _sub(
+    subparsers: Any, name: str, help_text: str, example: str, parents: list[argparse.ArgumentParser]
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         name,
         help=help_text,
         description=help_text,
         epilog=f"example:\n  {example}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=parents,
     )
     return parser
 
 
-def add_commands(subparsers: Any) -> None:
-    """Add every subcommand's arguments."""
-    p = _sub(subparsers, "qs", "Show queue stats.", "entroq qs --prefix jobs/ --limit 20")
+def add_commands(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Add every subcommand's arguments; each also takes the ``parents``' options."""
+
+    def sub(name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+        return _sub(subparsers, name, help_text, example, parents)
+
+    p = sub("qs", "Show queue stats.", "entroq qs --prefix jobs/ --limit 20")
     p.add_argument("--prefix", action="append", help="queues starting with this (repeatable)")
     p.add_argument("--exact", action="append", help="this exact queue (repeatable)")
-    p.add_argument("--limit", type=int, default=0, help="at most this many queues")
+    p.add_argument("--limit", type=_count, default=0, help="at most this many queues")
 
-    p = _sub(subparsers, "ts", "List tasks.", "entroq ts jobs/resize --limit 10 --omit-values")
+    p = sub("ts", "List tasks.", "entroq ts jobs/resize --limit 10 --omit-values")
     p.add_argument("queue", nargs="?", help="queue to list")
     p.add_argument("--id", action="append", help="only this task id (repeatable)")
-    p.add_argument("--limit", type=int, default=0, help="at most this many tasks")
+    p.add_argument("--limit", type=_count, default=0, help="at most this many tasks")
     p.add_argument("--omit-values", action="store_true", help="do not fetch values")
 
-    p = _sub(
-        subparsers,
+    p = sub(
         "ins",
         "Insert tasks (one per value) atomically.",
         "printf 'a.png\\nb.png\\n' | entroq ins jobs/resize --stdin --delay 5",
@@ -283,22 +348,20 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--file", help="one more task whose value is this file's contents")
     p.add_argument("--stdin", action="store_true", help="one task per non-empty stdin line")
     p.add_argument("--base64", action="store_true", help="values are base64-encoded bytes")
-    p.add_argument("--delay", type=float, help="seconds until the tasks become available")
+    p.add_argument("--delay", type=_delay, help="seconds until the tasks become available")
     p.add_argument("--id", help="explicit task id (one value only)")
 
-    p = _sub(
-        subparsers,
+    p = sub(
         "claim",
         "Claim a task for a lease and print it.",
         "entroq claim jobs/resize --duration 60 --timeout 10",
     )
     p.add_argument("queues", nargs="+", help="queues to claim from")
     p.add_argument("--try", dest="try_", action="store_true", help="do not wait")
-    p.add_argument("--duration", type=float, default=30.0, help="lease seconds (default 30)")
-    p.add_argument("--timeout", type=float, help="give up after this many seconds")
+    p.add_argument("--duration", type=seconds, default=30.0, help="lease seconds (default 30)")
+    p.add_argument("--timeout", type=seconds, help="give up after this many seconds")
 
-    p = _sub(
-        subparsers,
+    p = sub(
         "mod",
         "Change one task.",
         "entroq mod 3f2a... --queue jobs/resize --reset --now",
@@ -309,16 +372,16 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--value", help="new value (text)")
     p.add_argument("--reset", action="store_true", help="reset attempt and err")
     when = p.add_mutually_exclusive_group()
-    when.add_argument("--delay", type=float, help="available after this many seconds")
+    when.add_argument("--delay", type=_delay, help="available after this many seconds")
     when.add_argument("--now", action="store_true", help="available now")
     p.add_argument("--force", action="store_true", help="act for the task's current holder")
 
-    p = _sub(subparsers, "rm", "Delete tasks.", "entroq rm 3f2a... 9b1c... --force")
+    p = sub("rm", "Delete tasks.", "entroq rm 3f2a... 9b1c... --force")
     p.add_argument("ids", nargs="+", help="task ids")
     p.add_argument("--force", action="store_true", help="act for the tasks' current holders")
 
-    p = _sub(subparsers, "clear", "Empty a queue.", "entroq clear jobs/resize/err --force")
+    p = sub("clear", "Empty a queue.", "entroq clear jobs/resize/err --force")
     p.add_argument("queue", help="queue to empty")
     p.add_argument("--force", action="store_true", help="also delete tasks leased by others")
 
-    _sub(subparsers, "time", "Show the backend's clock.", "entroq time")
+    sub("time", "Show the backend's clock.", "entroq time")
