@@ -1,6 +1,9 @@
-"""One command for every benchmark: prints a table and optionally writes JSON.
+"""One command for every benchmark: prints a table, then the same records as JSON.
 
 hatch run bench:run [--backend NAME_OR_URL ...] [--json FILE] [--runs N] [--quick]
+
+The JSON is an array of ``{backend, metric, value, unit, params}`` records, one
+per line, after the table and a blank line; ``--json FILE`` also writes it to FILE.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks named on the command line."""
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--backend", action="append", help="name (mem, pg, etcd, grpc...) or URL")
-    parser.add_argument("--json", help="write the records to this file")
+    parser.add_argument("--json", help="also write the JSON records to this file")
     parser.add_argument("--runs", type=int, default=3, help="repeat each measurement (median)")
     parser.add_argument("--quick", action="store_true", help="smaller depths and sizes")
     args = parser.parse_args(argv)
@@ -101,12 +104,20 @@ def main(argv: list[str] | None = None) -> int:
         if target.rss:
             tasks = 100_000 if args.quick else 1_000_000
             records.extend(rss_records(target.name, tasks, args.runs))
+    as_json = records_json(records)
     print(render_table(records))
+    print()
+    print(as_json, end="")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([r.as_json() for r in records], f, indent=2)
-            f.write("\n")
+            f.write(as_json)
     return 0
+
+
+def records_json(records: list[Record]) -> str:
+    """The records as a JSON array, one record per line (readable, and easy to grep)."""
+    lines = ",\n".join(json.dumps(r.as_json()) for r in records)
+    return f"[\n{lines}\n]\n" if records else "[]\n"
 
 
 if __name__ == "__main__":
