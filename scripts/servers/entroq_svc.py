@@ -134,12 +134,14 @@ class ServerThread:
         backend_url: str = "mem://",
         *,
         backend: Backend | None = None,
+        port: int = 0,
         max_message_mb: float = 10,
         tls: TlsFiles | None = None,
         interceptors: Sequence[Any] = (),
     ) -> None:
         self._backend_url = backend_url
         self._backend = backend
+        self._port = port
         self._options: dict[str, Any] = {
             "max_message_mb": max_message_mb,
             "tls": tls,
@@ -160,7 +162,9 @@ class ServerThread:
 
         async def start() -> EntroQServer:
             backend = self._backend or await connect(self._backend_url)
-            return await EntroQServer.start(backend, host="127.0.0.1", port=0, **self._options)
+            return await EntroQServer.start(
+                backend, host="127.0.0.1", port=self._port, **self._options
+            )
 
         self.server = self.run(start())
         return self

@@ -17,9 +17,11 @@ error queue too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -43,8 +45,45 @@ log = logging.getLogger("entroq.worker")
 HandlerResult = Modification | None
 Handler = Callable[[Task], Awaitable[HandlerResult]] | Callable[[Task], HandlerResult]
 
-# How long to back off after the backend itself fails, before claiming again.
-BACKEND_ERROR_PAUSE_SECONDS = 1.0
+# Pauses between failed claims (the backend or entroq-svc down or restarting),
+# per slot: short at first so a restart costs little, growing to a few seconds
+# so a long outage is not hammered.
+CLAIM_RETRY = Backoff(base=0.25, factor=2.0, cap=5.0)
+
+
+class _ClaimFailures:
+    """Failed claims in a row, across a worker's slots: one warning when claims
+    start failing and one line when they work again, not a line per slot per try."""
+
+    def __init__(self, queues: tuple[str, ...]) -> None:
+        self._queues = list(queues)
+        self._in_a_row = 0
+        self._since = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        self._in_a_row += 1
+        if self._in_a_row == 1:
+            self._since = time.monotonic()
+            log.warning(
+                "claim from %s failed; retrying, pausing up to %gs between tries: %s",
+                self._queues,
+                CLAIM_RETRY.cap,
+                exc,
+            )
+        else:
+            log.debug(
+                "claim from %s failed again (%d in a row): %s", self._queues, self._in_a_row, exc
+            )
+
+    def succeeded(self) -> None:
+        if self._in_a_row:
+            log.warning(
+                "claims from %s work again, after %d failures over %.1fs",
+                self._queues,
+                self._in_a_row,
+                time.monotonic() - self._since,
+            )
+            self._in_a_row = 0
 
 
 class MoveToError(Exception):
@@ -137,6 +176,7 @@ class Worker:
         base = options or WorkerOptions()
         self.options = replace(base, **option_values) if option_values else base  # type: ignore[arg-type]
         self._stopping = asyncio.Event()
+        self._claim_failures = _ClaimFailures(self.queues)
         self.processed = 0
         self.failed = 0
 
@@ -183,13 +223,24 @@ class Worker:
     # --- one slot ----------------------------------------------------------
 
     async def _slot(self, number: int) -> None:
+        failed_claims = 0  # this slot's, in a row: its pauses grow with them
         while not self.stopping:
-            task = await self._claim()
+            try:
+                task = await self._claim()
+            except (EntroQError, TimeoutError) as exc:
+                failed_claims += 1
+                self._claim_failures.failed(exc)
+                await self._pause(CLAIM_RETRY.delay(failed_claims))
+                continue
             if task is None:
                 continue
+            if failed_claims:
+                failed_claims = 0
+                self._claim_failures.succeeded()
             await self._process(task)
 
     async def _claim(self) -> Task | None:
+        """A claimed task, or None once the worker is stopping; raises if the claim failed."""
         claim = asyncio.create_task(
             self.client.claim(self.queues, self.options.lease, poll=self.options.poll)
         )
@@ -206,12 +257,12 @@ class Worker:
                 return None
             except EntroQError:
                 return None
-        try:
-            return claim.result()
-        except (EntroQError, TimeoutError) as exc:
-            log.warning("claim from %s failed, pausing: %s", list(self.queues), exc)
-            await asyncio.sleep(BACKEND_ERROR_PAUSE_SECONDS)
-            return None
+        return claim.result()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the worker is stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _process(self, task: Task) -> None:
         opts = self.options

@@ -207,6 +207,18 @@ def parse_target(url: str) -> tuple[str, str, dict[str, str]]:
     return scheme, f"{host}:{port}", dict(parse_qsl(parts.query))
 
 
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    # The server enforces the size limit; the client accepts whatever it sends.
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+    # Reconnect to a restarted entroq-svc within a second. gRPC's own backoff
+    # grows to two minutes, so after a long outage (a slow deploy) workers would
+    # go on failing fast for up to two minutes with the service already back.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
 async def open_backend(url: str, **options: Any) -> GrpcBackend:
     """Open a client backend for the EntroQ service at ``url``.
 
@@ -231,11 +243,7 @@ async def open_backend(url: str, **options: Any) -> GrpcBackend:
         ) from None
     if claim_call_seconds <= 0:
         raise InvalidArgument("claim_call_seconds", claim_call_seconds, "must be positive")
-    # The server enforces the size limit; the client accepts whatever it sends.
-    channel_options: list[tuple[str, Any]] = [
-        ("grpc.max_receive_message_length", -1),
-        ("grpc.max_send_message_length", -1),
-    ]
+    channel_options: list[tuple[str, Any]] = list(_CHANNEL_OPTIONS)
     if scheme == "grpcs":
         if ("cert" in settings) != ("key" in settings):
             raise InvalidArgument("cert", settings.get("cert"), "cert and key go together")
