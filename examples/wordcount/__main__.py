@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from entroq_core import AsyncEntroQ
+from entroq_core.errors import BackendUnavailable
 
 from .counting import Queues, decode_result
 from .producer import produce
@@ -40,6 +41,22 @@ async def collect(url: str, queues: Queues, files: list[Path], timeout: float) -
         [total] = await eq.tasks(ids=[queues.result_id])
         await eq.modify(deletes=[total.as_id()])  # leave the server as we found it
         return result
+
+
+async def service_answers(url: str, within: float) -> bool:
+    """Whether the service answers within ``within`` seconds: started together
+    (`hatch run entroq-svc &` then this), it may still be starting up."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + within
+    async with await AsyncEntroQ.open(url) as eq:
+        while True:
+            try:
+                await eq.time()
+                return True
+            except BackendUnavailable:
+                if loop.time() >= give_up:
+                    return False
+                await asyncio.sleep(0.2)
 
 
 def run(url: str, files: list[Path], mappers: int, timeout: float) -> bytes:
@@ -68,11 +85,21 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--json", action="store_true", help="print all counts as JSON")
     parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument(
+        "--wait", type=float, default=15, help="seconds to wait for the service to answer"
+    )
     args = parser.parse_args()
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
         parser.error(f"not a readable file: {', '.join(missing)}")
     files = list(dict.fromkeys(f.resolve() for f in args.files))  # each file counted once
+    if not asyncio.run(service_answers(args.url, args.wait)):
+        print(
+            f"wordcount: no EntroQ service answers at {args.url} after {args.wait:g}s "
+            "(start one with `hatch run entroq-svc`)",
+            file=sys.stderr,
+        )
+        return 3
     value = run(args.url, files, args.mappers, args.timeout)
     files, counts = decode_result(value)
     if args.json:

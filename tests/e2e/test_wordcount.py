@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 from examples.wordcount.counting import count_words
-from scripts.servers.entroq_svc import svc_process
+from scripts.servers.entroq_svc import start_svc, svc_process
+from scripts.servers.etcd import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,3 +57,42 @@ def test_wordcount_rejects_missing_files() -> None:
     )
     assert done.returncode == 2
     assert "not a readable file: /no/file" in done.stderr
+
+
+def test_wordcount_without_a_service_says_so_instead_of_a_traceback(tmp_path: Path) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("words\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.wordcount", "--url", "grpc://127.0.0.1:1", "--wait",
+         "0.5", str(text)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 3
+    assert "no EntroQ service answers at grpc://127.0.0.1:1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_wordcount_started_before_its_service_waits_for_it(tmp_path: Path) -> None:
+    # The README starts `entroq-svc &` and the example back to back.
+    text = tmp_path / "t.txt"
+    text.write_text("late service late\n")
+    port = free_port()
+    counting = subprocess.Popen(
+        [sys.executable, "-m", "examples.wordcount", "--url", f"grpc://127.0.0.1:{port}",
+         "--json", str(text)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.0)  # it is already trying
+        svc = start_svc("mem", ["--port", str(port)])
+        try:
+            out, err = counting.communicate(timeout=180)
+        finally:
+            svc.terminate()
+            svc.close()
+    finally:
+        if counting.poll() is None:
+            counting.kill()
+            counting.wait()
+    assert counting.returncode == 0, err
+    assert json.loads(out)["counts"] == {"late": 2, "service": 1}
