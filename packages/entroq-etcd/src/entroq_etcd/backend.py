@@ -313,10 +313,10 @@ class EtcdBackend:
     async def claim(self, request: ClaimRequest, poll: float) -> Task:
         """Claim a task, waking on etcd Watch events and at the next known arrival."""
         self._check_open()
-        await self._watcher.ensure(request.queues, self.config.call_timeout)
-        return await claim_until_found(
-            request, self.try_claim, self._wakeups, poll, self._seconds_to_next_arrival
-        )
+        async with self._watcher.watching(request.queues, self.config.call_timeout):
+            return await claim_until_found(
+                request, self.try_claim, self._wakeups, poll, self._seconds_to_next_arrival
+            )
 
     async def _seconds_to_next_arrival(self, queues: tuple[str, ...]) -> float | None:
         now = now_ms()

@@ -7,6 +7,11 @@ due, unless the key is deleted first). Watches are created before a claim first
 tries its queues and live until the handle closes, so a worker's repeated claims
 pay for them once. If the stream breaks it is reopened on the next endpoint,
 the watches re-created, and every waiter rung, since events may have been missed.
+
+gRPC allows one write at a time on a stream (a second one fails the whole
+call), so every request goes out under one lock, in the order etcd will answer
+it. A handle watches at most ``_MAX_QUEUES`` queues, dropping the least recently
+waited ones, but never a queue some claim is waiting on right now.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any
 
 import grpc
@@ -31,7 +36,7 @@ from .keys import KeyLayout
 
 log = logging.getLogger("entroq.etcd.watch")
 
-_MAX_QUEUES = 1024  # watched queues per handle; beyond this the least recent is dropped
+_MAX_QUEUES = 1024  # watched queues per handle, unless more are being waited on at once
 _MAX_PENDING = 4096  # future arrivals remembered per queue
 _RECONNECT_DELAY = 0.2
 
@@ -54,6 +59,8 @@ class QueueWatcher:
         self._keys = keys
         self._wakeups = wakeups
         self._queues: dict[str, asyncio.Future[None]] = {}  # queue -> created
+        self._waiting: dict[str, int] = {}  # queue -> claims waiting on it now
+        self._write_lock = asyncio.Lock()
         self._watch_ids: dict[int, str] = {}
         self._pending_creates: list[str] = []
         self._sent: set[str] = set()  # queues whose creates went on the current stream
@@ -64,6 +71,24 @@ class QueueWatcher:
         self._background: set[asyncio.Future[None]] = set()
         self._resync = False
         self._closed = False
+
+    @contextlib.asynccontextmanager
+    async def watching(self, queues: Iterable[str], timeout: float) -> AsyncIterator[None]:
+        """Watch ``queues`` while a claim waits on them: confirmed by etcd on entry,
+        and none of them dropped to make room for other queues until exit."""
+        held = tuple(dict.fromkeys(queues))
+        for queue in held:
+            self._waiting[queue] = self._waiting.get(queue, 0) + 1
+        try:
+            await self.ensure(held, timeout)
+            yield
+        finally:
+            for queue in held:
+                left = self._waiting[queue] - 1
+                if left:
+                    self._waiting[queue] = left
+                else:
+                    del self._waiting[queue]
 
     async def ensure(self, queues: Iterable[str], timeout: float) -> None:
         """Make sure every queue is watched; wait until etcd confirms the watches."""
@@ -79,7 +104,9 @@ class QueueWatcher:
                 created = asyncio.get_running_loop().create_future()
                 self._queues[queue] = created
                 if self._call is not None:
-                    await self._send_create(queue)
+                    # Shielded: a claim cancelled mid-write must not cut a request
+                    # short on the stream every other claim of this handle shares.
+                    await asyncio.shield(self._spawn(self._send_create(queue)))
             else:
                 # Most recently used last, for eviction.
                 self._queues[queue] = self._queues.pop(queue)
@@ -111,26 +138,57 @@ class QueueWatcher:
     # --- stream ------------------------------------------------------------------
 
     def _evict(self) -> None:
-        while len(self._queues) >= _MAX_QUEUES:
-            queue = next(iter(self._queues))
-            self._queues.pop(queue)
-            self._timers.pop(queue, None)
-            for watch_id, name in list(self._watch_ids.items()):
-                if name == queue:
-                    del self._watch_ids[watch_id]
-                    if self._call is not None:
-                        cancel = rpc_pb2.WatchCancelRequest(watch_id=watch_id)
-                        # Fire and forget: a late event for it is simply ignored.
-                        self._spawn(self._call.write(rpc_pb2.WatchRequest(cancel_request=cancel)))
+        """Drop the least recently waited queues nobody waits on now, down to the limit."""
+        if len(self._queues) < _MAX_QUEUES:
+            return
+        for queue in list(self._queues):
+            if len(self._queues) < _MAX_QUEUES:
+                return
+            if queue not in self._waiting:
+                self._drop(queue)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _drop(self, queue: str) -> None:
+        self._queues.pop(queue)
+        self._timers.pop(queue, None)
+        self._sent.discard(queue)  # so a later wait creates its watches again
+        call = self._call
+        for watch_id, name in list(self._watch_ids.items()):
+            if name == queue:
+                del self._watch_ids[watch_id]
+                if call is not None:
+                    cancel = rpc_pb2.WatchCancelRequest(watch_id=watch_id)
+                    # Not awaited: a late event for it is simply ignored.
+                    self._spawn(self._write(call, rpc_pb2.WatchRequest(cancel_request=cancel)))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
+
+    async def _write(
+        self,
+        call: grpc.aio.StreamStreamCall[Any, Any],
+        request: rpc_pb2.WatchRequest,
+        creates: str = "",
+    ) -> None:
+        """Send one request on ``call``, never two at once; ``creates`` names the
+        queue of a create request, recorded in the order etcd will confirm it."""
+        async with self._write_lock:
+            if call is not self._call:
+                return  # that stream is gone; its watches are re-created on the next
+            if creates:
+                self._pending_creates.append(creates)
+            try:
+                await call.write(request)
+            except Exception as exc:  # the stream broke: reopen it, which re-creates all
+                log.warning("etcd watch stream write failed, reopening it: %r", exc)
+                call.cancel()
 
     async def _send_create(self, queue: str) -> None:
         # Checked and marked before the first await, so a queue is never sent twice.
-        if self._call is None or queue in self._sent:
+        call = self._call
+        if call is None or queue in self._sent:
             return
         self._sent.add(queue)
         ready_start, ready_end = self._keys.ready_range(queue)
@@ -147,8 +205,7 @@ class QueueWatcher:
             rpc_pb2.WatchCreateRequest(key=future_start, range_end=future_end),
         )
         for create in creates:
-            self._pending_creates.append(queue)
-            await self._call.write(rpc_pb2.WatchRequest(create_request=create))
+            await self._write(call, rpc_pb2.WatchRequest(create_request=create), creates=queue)
 
     async def _run(self) -> None:
         while not self._closed:
@@ -199,6 +256,7 @@ class QueueWatcher:
                             )
                         )
                         self._queues.pop(queue, None)
+                        self._sent.discard(queue)
                     return
                 if self._resync and not self._pending_creates:
                     self._resync = False
@@ -209,6 +267,11 @@ class QueueWatcher:
                     created = self._queues[queue]
                     if not creates_left and not created.done():
                         created.set_result(None)
+                elif self._call is not None:  # dropped while its create was on the way
+                    cancel = rpc_pb2.WatchCancelRequest(watch_id=response.watch_id)
+                    self._spawn(
+                        self._write(self._call, rpc_pb2.WatchRequest(cancel_request=cancel))
+                    )
             return
         if response.canceled:
             queue = self._watch_ids.pop(response.watch_id, "")
