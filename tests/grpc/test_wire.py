@@ -245,6 +245,29 @@ BAD_REQUESTS = {
         ),
         "depends[0].id",
     ),
+    "modify insert after the year 9999": (
+        "Modify",
+        pb.ModifyRequest(claimant_id="c", inserts=[pb.TaskData(queue="q", at_ms=253402300800000)]),
+        "inserts[0].at",
+    ),
+    "modify insert at the largest int64": (
+        "Modify",
+        pb.ModifyRequest(claimant_id="c", inserts=[pb.TaskData(queue="q", at_ms=2**63 - 1)]),
+        "inserts[0].at",
+    ),
+    "modify change after the year 9999": (
+        "Modify",
+        pb.ModifyRequest(
+            claimant_id="c",
+            changes=[
+                pb.TaskChange(
+                    old_id=pb.TaskID(id="t", version=0),
+                    new_data=pb.TaskData(queue="q", at_ms=2**62),
+                )
+            ],
+        ),
+        "changes[0].new.at",
+    ),
     "tasks neither queue nor ids": ("Tasks", pb.TasksRequest(), "queue"),
     "tasks negative limit": ("Tasks", pb.TasksRequest(queue="q", limit=-1), "limit"),
     "tasks empty id": ("Tasks", pb.TasksRequest(task_id=[""]), "ids[0]"),

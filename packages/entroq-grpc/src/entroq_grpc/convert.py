@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.any_pb2 import Any as AnyPB
 from google.protobuf.message import DecodeError, Message
@@ -126,8 +126,14 @@ def _at_ms(at: datetime | None) -> int:
     return to_ms(at) if at is not None else 0
 
 
-def _at(ms: int) -> datetime | None:
+# The last millisecond a datetime can hold (9999-12-31T23:59:59.999Z).
+MAX_AT_MS = to_ms(datetime.max.replace(tzinfo=UTC))
+
+
+def _at(ms: int, field: str) -> datetime | None:
     # 0 (unset) and negative times mean "now", as in the classic protocol.
+    if ms > MAX_AT_MS:
+        raise InvalidArgument(field, ms, f"is after the year 9999 (at most {MAX_AT_MS} ms)")
     return from_ms(ms) if ms > 0 else None
 
 
@@ -187,11 +193,15 @@ def data_to_pb(data: TaskData) -> pb.TaskData:
     )
 
 
-def data_from_pb(msg: pb.TaskData) -> TaskData:
-    """Decode insert or change data (unvalidated)."""
+def data_from_pb(msg: pb.TaskData, field: str = "data") -> TaskData:
+    """Decode insert or change data named ``field`` (only its time is checked here).
+
+    Raises:
+        InvalidArgument: an arrival time no datetime can hold.
+    """
     return TaskData(
         queue=msg.queue,
-        at=_at(msg.at_ms),
+        at=_at(msg.at_ms, f"{field}.at"),
         value=msg.value,
         id=msg.id,
         attempt=msg.attempt,
@@ -268,10 +278,12 @@ def modify_from_pb(msg: pb.ModifyRequest, max_value_bytes: int = MAX_VALUE_BYTES
     """
     return ModifyRequest(
         claimant=msg.claimant_id,
-        inserts=tuple(data_from_pb(d) for d in msg.inserts),
+        inserts=tuple(data_from_pb(d, f"inserts[{i}]") for i, d in enumerate(msg.inserts)),
         changes=tuple(
-            TaskChange(old=task_id_from_pb(c.old_id), new=data_from_pb(c.new_data))
-            for c in msg.changes
+            TaskChange(
+                old=task_id_from_pb(c.old_id), new=data_from_pb(c.new_data, f"changes[{i}].new")
+            )
+            for i, c in enumerate(msg.changes)
         ),
         deletes=tuple(task_id_from_pb(d) for d in msg.deletes),
         depends=tuple(task_id_from_pb(d) for d in msg.depends),
