@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from .errors import InvalidArgument, MessageTooLarge
 from .timeutil import EPOCH, truncate_ms
@@ -24,21 +24,32 @@ MAX_VERSION = 2**63 - 1
 MAX_DURATION_MS = 100 * 365 * 24 * 3600 * 1000
 
 
-def check_name(field: str, value: Any, max_bytes: int) -> str:
-    """Validate a queue name, id or claimant: non-empty text, no NUL, at most max_bytes UTF-8."""
+def _utf8_size(field: str, value: Any) -> int:
+    """The UTF-8 size of text that every backend can store: a str without NUL."""
     if not isinstance(value, str):
         raise InvalidArgument(field, value, "must be a string")
-    if not value:
-        raise InvalidArgument(field, value, "must not be empty")
     if "\x00" in value:
         raise InvalidArgument(field, value, "must not contain NUL characters")
     try:
-        size = len(value.encode("utf-8"))
+        return len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise InvalidArgument(field, value, "must be valid UTF-8 text") from None
+
+
+def check_name(field: str, value: Any, max_bytes: int) -> str:
+    """Validate a queue name, id or claimant: non-empty text, no NUL, at most max_bytes UTF-8."""
+    if isinstance(value, str) and not value:
+        raise InvalidArgument(field, value, "must not be empty")
+    size = _utf8_size(field, value)
     if size > max_bytes:
         raise InvalidArgument(field, value, f"is {size} bytes, the limit is {max_bytes}")
-    return value
+    return cast(str, value)
+
+
+def check_prefix(field: str, value: Any) -> str:
+    """Validate a queue name prefix: text without NUL, of any length ("" matches all)."""
+    _utf8_size(field, value)
+    return cast(str, value)
 
 
 def check_queue(field: str, value: Any) -> str:
@@ -323,8 +334,7 @@ class QueuesRequest:
         prefixes = _tuple("match_prefix", self.prefixes)
         exact = _tuple("match_exact", self.exact)
         for i, p in enumerate(prefixes):
-            if not isinstance(p, str):
-                raise InvalidArgument(f"match_prefix[{i}]", p, "must be a string")
+            check_prefix(f"match_prefix[{i}]", p)
         for i, e in enumerate(exact):
             check_queue(f"match_exact[{i}]", e)
         object.__setattr__(self, "prefixes", prefixes)

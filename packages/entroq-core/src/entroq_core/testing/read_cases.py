@@ -97,6 +97,24 @@ class ReadCases:
         assert not await h.eq.queues_empty(prefixes=[h.q("alpha")])
 
     @conformance
+    async def test_queue_selection_refuses_names_no_queue_can_have(self, h: Harness) -> None:
+        await h.eq.modify(Modification().insert(h.q("x")))
+        bad = [
+            ({"prefixes": [h.prefix, "a\x00"]}, "match_prefix[1]"),
+            ({"prefixes": ["\udc80"]}, "match_prefix[0]"),
+            ({"exact": ["a\x00"]}, "match_exact[0]"),
+            ({"exact": ["\udc80"]}, "match_exact[0]"),
+        ]
+        for selection, field in bad:
+            with pytest.raises(InvalidArgument) as info:
+                await h.eq.queue_stats(**selection)  # type: ignore[arg-type]
+            assert info.value.field == field
+            with pytest.raises(InvalidArgument):
+                await h.eq.queues(**selection)  # type: ignore[arg-type]
+        # An empty prefix matches every queue.
+        assert h.q("x") in await h.eq.queues(prefixes=[""])
+
+    @conformance
     async def test_empty_queues_vanish(self, h: Harness) -> None:
         [task] = (await h.eq.modify(Modification().insert(h.q()))).inserted
         assert await h.eq.queues(prefixes=[h.prefix]) == {h.q(): 1}
