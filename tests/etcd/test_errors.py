@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import timedelta
 from collections.abc import Iterator
 
 import pytest
@@ -11,12 +12,13 @@ import pytest
 from entroq_core.errors import (
     AuthenticationError,
     BackendUnavailable,
+    DependencyError,
     InvalidArgument,
     MessageTooLarge,
     PermissionDenied,
 )
 from entroq_core.requests import ClaimRequest, ModifyRequest
-from entroq_core.types import TaskChange, TaskData
+from entroq_core.types import TaskChange, TaskData, TaskID
 from entroq_etcd.backend import open_backend
 from scripts.servers.etcd import EtcdCluster, free_port
 
@@ -88,6 +90,59 @@ def test_values_over_etcds_request_limit_name_the_field(etcd_url: str) -> None:
             assert info.value.field == "changes[0].new.value"
             claimed = await backend.try_claim(ClaimRequest("me", ("q",), 10_000))
             assert claimed is not None and claimed.value == half
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_task_with_the_largest_value_can_be_renewed_and_moved(etcd_url: str) -> None:
+    # A change writes more keys than an insert; longest names make that gap widest.
+    queue, elsewhere = "q" * 1023 + "a", "q" * 1023 + "b"
+    task_id = "i" * 128
+    largest = 1536 * 1024 - 32 * 1024
+
+    async def run() -> None:
+        backend = await open_backend(etcd_url)
+        try:
+            with pytest.raises(MessageTooLarge) as info:
+                too_big = TaskData(queue, value=b"v" * (largest + 1))
+                await backend.modify(ModifyRequest("me", inserts=(too_big,)))
+            assert info.value.field == "inserts[0].value"
+            assert f"largest value this backend stores, {largest} bytes" in str(info.value)
+            value = b"v" * largest
+            data = TaskData(queue, value=value, id=task_id)
+            await backend.modify(ModifyRequest("me", inserts=(data,)))
+            task = await backend.try_claim(ClaimRequest("me", (queue,), 60_000))
+            assert task is not None and task.value == value
+            renewal = TaskData(queue, value=value, at=task.at + timedelta(minutes=5))
+            done = await backend.modify(
+                ModifyRequest("me", changes=((TaskChange(task.as_id(), renewal)),))
+            )
+            [renewed] = done.changed
+            moved = TaskData(elsewhere, value=value)
+            done = await backend.modify(
+                ModifyRequest("me", changes=((TaskChange(renewed.as_id(), moved)),))
+            )
+            assert done.changed[0].queue == elsewhere and done.changed[0].value == value
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_depend_on_the_largest_version_is_a_dependency_error(etcd_url: str) -> None:
+    # etcd counts a key's writes in an int64: version + 1 cannot be compared.
+    largest = 2**63 - 1
+
+    async def run() -> None:
+        backend = await open_backend(etcd_url)
+        try:
+            [task] = (await backend.modify(ModifyRequest("me", inserts=(TaskData("q"),)))).inserted
+            for task_id in ("no-such-task", task.id):
+                with pytest.raises(DependencyError) as info:
+                    await backend.modify(ModifyRequest("me", depends=(TaskID(task_id, largest),)))
+                assert [d.id for d in info.value.depends] == [task_id]
         finally:
             await backend.aclose()
 

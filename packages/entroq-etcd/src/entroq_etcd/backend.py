@@ -55,6 +55,12 @@ _CACHE_SIZE = 10_000
 _PAGE = 1000  # keys per listing read
 _READ_OPS = 100  # ranges per read Txn (etcd's default --max-txn-ops is 128)
 _SIZE_MARGIN = 1024  # etcd wraps a Txn in a slightly larger raft request
+# What a value must leave of etcd's request limit for the keys and records
+# written around it. A change of a task writes more keys than its insert did (it
+# deletes the old index and stats keys and reads the task back on failure: up to
+# about 15 KiB with 1,024-byte queue names), so a value sized to just fit an
+# insert could never be renewed or moved on; with this headroom it always can.
+_VALUE_HEADROOM = 32 * 1024
 
 
 def _backoff(attempt: int) -> float:
@@ -379,7 +385,8 @@ class EtcdBackend:
                     "modification",
                     f"<{size} bytes>",
                     f"exceeds etcd's request limit of {self.config.max_request_bytes} bytes "
-                    "(--max-request-bytes; the backend option max_request_bytes)",
+                    f"less {_SIZE_MARGIN} for etcd's own envelope (--max-request-bytes; the "
+                    "backend option max_request_bytes)",
                 )
             response = await self._write(plan.request)
             if response.succeeded:
@@ -431,7 +438,9 @@ class EtcdBackend:
         return state
 
     def _check_sizes(self, request: ModifyRequest) -> None:
-        limit = self.config.max_request_bytes - _SIZE_MARGIN
+        most = self.config.max_request_bytes
+        headroom = min(_VALUE_HEADROOM, most // 2)
+        limit = most - headroom
         named = [(f"inserts[{i}].value", d.value) for i, d in enumerate(request.inserts)] + [
             (f"changes[{i}].new.value", c.new.value) for i, c in enumerate(request.changes)
         ]
@@ -440,8 +449,9 @@ class EtcdBackend:
                 raise MessageTooLarge(
                     field,
                     f"<{len(value)} bytes>",
-                    f"exceeds etcd's request limit of {self.config.max_request_bytes} bytes "
-                    "(--max-request-bytes; the backend option max_request_bytes)",
+                    f"is over the largest value this backend stores, {limit} bytes: etcd's "
+                    f"request limit of {most} bytes (--max-request-bytes; the backend option "
+                    f"max_request_bytes) less {headroom} for the keys and records around it",
                 )
 
     async def _read_tasks(self, ids: list[str]) -> dict[str, Current]:

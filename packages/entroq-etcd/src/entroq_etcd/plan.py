@@ -93,6 +93,10 @@ def diagnose(
     return Verdict(skip=set(skip))
 
 
+_MAX_INT64 = 2**63 - 1
+_NO_VERSION = -1  # no key has it: a compare on it always fails
+
+
 @dataclass
 class Plan:
     """The Txn of one modification attempt and the tasks it will produce."""
@@ -163,7 +167,9 @@ def build(
 
     for d in request.depends:
         # The etcd version of a task key is its EntroQ version + 1 (one put per version).
-        compare.append(ops.version_is(keys.task(d.id), d.version + 1))
+        # etcd counts in an int64: a depend on a version past that can never hold.
+        etcd_version = d.version + 1 if d.version < _MAX_INT64 else _NO_VERSION
+        compare.append(ops.version_is(keys.task(d.id), etcd_version))
         named.append(d.id)
 
     inserted = []
