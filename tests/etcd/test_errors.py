@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from datetime import timedelta
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
