@@ -139,6 +139,29 @@ def test_move_to_error_and_bad_return_types() -> None:
     run(main)
 
 
+def test_a_modification_that_leaves_the_task_alone_is_never_committed() -> None:
+    # Committed, it would leave the task to be claimed and its result committed
+    # again every time the lease ran out.
+    async def main(eq: AsyncEntroQ) -> None:
+        await eq.modify(Modification().insert("in", b"job"))
+        calls = 0
+
+        async def handle(task: Task) -> Modification:
+            nonlocal calls
+            calls += 1
+            return Modification().insert("out", task.value + b"-result").depend(task)
+
+        worker = Worker(eq, "in", handle, max_attempts=2, **{**FAST, "lease": 0.4})
+        await run_worker_until(worker, lambda: eq.queues_empty(exact=["in"]))
+        assert await eq.tasks("out") == []
+        [failed] = await eq.tasks("in/err")
+        assert calls == 2 and failed.attempt == 2
+        assert "neither deletes nor changes task" in failed.err
+        assert worker.processed == 0
+
+    run(main)
+
+
 def test_lost_lease_cancels_the_handler_and_the_worker_goes_on() -> None:
     async def main(eq: AsyncEntroQ) -> None:
         thief = await AsyncEntroQ.open("mem://")

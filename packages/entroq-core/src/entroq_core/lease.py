@@ -71,7 +71,10 @@ class RenewedLease:
             except DependencyError as exc:
                 log.warning("lease lost for task %s: %s", self.task.as_id(), exc)
                 self.lost = exc
-                if self._body is not None:
+                # Once stop() was called the block has ended and is waiting for this
+                # renewal: leaving raises ``lost``. Cancelling it then would turn that
+                # into a CancelledError nobody asked for (a Worker would stop).
+                if self._body is not None and not self._stop.is_set():
                     self._body.cancel()
                 return
             except (BackendUnavailable, RetryableConflict, TimeoutError) as exc:

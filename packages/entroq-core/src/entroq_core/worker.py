@@ -127,6 +127,13 @@ class WorkerOptions:
             raise InvalidArgument("handler_timeout", self.handler_timeout, "must be positive")
 
 
+def settles(mod: Modification, task: Task) -> bool:
+    """Whether ``mod`` deletes or changes ``task``, so committing it ends this claim."""
+    return any(d.id == task.id for d in mod.deletes) or any(
+        c.old.id == task.id for c in mod.changes
+    )
+
+
 def retarget(mod: Modification, latest: Task) -> Modification:
     """Point a handler's references to its task at the latest renewed version."""
     old_ids = {latest.id}
@@ -330,6 +337,17 @@ class Worker:
         if outcome is None:
             mod = Modification().delete(task)
         elif isinstance(outcome, Modification):
+            if not settles(outcome, task):
+                # Committed as it is, it would leave the task to be claimed and its
+                # result committed again after the lease, over and over.
+                await self._fail(
+                    task,
+                    ValueError(
+                        f"handler's Modification neither deletes nor changes task {task.id}; "
+                        "add .delete(task) or .change(task, ...), or return None to delete it"
+                    ),
+                )
+                return
             mod = retarget(outcome, task)
         else:
             await self._fail(
