@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
-from entroq_core import AsyncEntroQ, DependencyError, EntroQ, InvalidArgument, Modification
+from entroq_core import AsyncEntroQ, DependencyError, EntroQ, InvalidArgument, Modification, Task
+from entroq_core.errors import BackendUnavailable
+
+WAIT = 60.0
 
 
 def test_sync_client_round_trip_and_streaming() -> None:
@@ -109,3 +113,88 @@ def test_client_argument_errors_name_the_field() -> None:
             assert info.value.field == "claimant"
 
     asyncio.run(main())
+
+
+# --- the sync client's own loop thread, and closing it under other threads ------------
+
+
+def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """Start ``call`` in a thread; the list gets its result or the exception it raised."""
+    out: list[object] = []
+
+    def target() -> None:
+        try:
+            out.append(call())
+        except Exception as exc:
+            out.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_the_sync_client_inside_its_own_async_handler_fails_instead_of_hanging() -> None:
+    eq = EntroQ("mem://")
+    eq.modify(Modification().insert("own-loop", b"x"))
+
+    async def handle(task: Task) -> None:
+        eq.modify(Modification().insert("audit", b"x"))  # waits on the loop it runs on
+
+    thread, _ = _in_thread(
+        lambda: eq.work("own-loop", handle, max_attempts=1, handle_signals=False, poll=0.1)
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while not eq.tasks("own-loop/err") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [failed] = eq.tasks("own-loop/err")
+        assert "called from its own event loop thread" in failed.err
+        assert "eq.async_client" in failed.err
+    finally:
+        eq.close()
+        thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+def test_close_ends_calls_other_threads_wait_on() -> None:
+    eq = EntroQ("mem://")
+    thread, out = _in_thread(lambda: eq.claim("nothing-here", 10))
+    time.sleep(0.3)  # the claim is waiting
+    eq.close()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    [ended] = out
+    assert isinstance(ended, BackendUnavailable) and "closed during the call" in str(ended)
+
+
+def test_a_closed_sync_client_refuses_calls_and_closes_once() -> None:
+    with EntroQ("mem://") as eq:
+        eq.close()  # and again on leaving the block: nothing happens
+    with pytest.raises(BackendUnavailable, match="this EntroQ client is closed"):
+        eq.time()
+
+
+def test_closing_under_a_worker_thread_releases_its_task() -> None:
+    store = "mem://sync-close-release"
+    watcher = EntroQ(store)  # keeps the named store alive and looks at it
+    eq = EntroQ(store)
+    try:
+        watcher.modify(Modification().insert("long", b"job"))
+        started = threading.Event()
+
+        async def handle(task: Task) -> None:
+            started.set()
+            await asyncio.sleep(3600)
+
+        thread, out = _in_thread(lambda: eq.work("long", handle, handle_signals=False, lease=60))
+        assert started.wait(WAIT)
+        [held] = watcher.tasks("long")
+        assert held.claimant == eq.claimant and held.at > watcher.time()
+        eq.close()
+        thread.join(WAIT)
+        assert not thread.is_alive() and isinstance(out[0], BackendUnavailable)
+        [released] = watcher.tasks("long")
+        assert released.at <= watcher.time()  # available again at once, not in 60 s
+    finally:
+        eq.close()
+        watcher.close()

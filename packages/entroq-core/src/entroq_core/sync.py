@@ -6,13 +6,14 @@ import asyncio
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
 from .claiming import DEFAULT_POLL_SECONDS
 from .client import DEFAULT_LEASE_SECONDS, AsyncEntroQ, duration_ms
+from .errors import BackendUnavailable
 from .lease import RenewedLease
 from .modification import Modification
 from .types import ModifyResult, QueueStats, Task, TaskChange, TaskData, TaskID
@@ -21,24 +22,80 @@ from .worker import Handler, Worker, WorkerOptions
 T = TypeVar("T")
 
 
+# How long closing a client lets calls still waiting in other threads (a Worker
+# releasing its tasks) finish after they are cancelled.
+_CLOSE_GRACE_SECONDS = 10.0
+
+
 class _LoopThread:
-    """An event loop running forever in a daemon thread."""
+    """An event loop running forever in a daemon thread, and the calls on it."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="entroq-loop", daemon=True
         )
+        self._calls: set[asyncio.Task[Any]] = set()  # callers' coroutines running now
+        self.closing = False
         self._thread.start()
 
+    def is_current(self) -> bool:
+        """Whether the caller runs on this loop's thread."""
+        return threading.current_thread() is self._thread
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """Run ``coro`` on the loop and wait for it in this thread."""
+        if self.is_current():
+            coro.close()
+            raise RuntimeError(
+                "the sync EntroQ client was called from its own event loop thread (an async "
+                "handler or coroutine), where it would wait for itself forever; use its "
+                "AsyncEntroQ there: eq.async_client"
+            )
+        if self.closing:
+            coro.close()
+            raise BackendUnavailable("this EntroQ client is closed")
+        future: Future[T] = asyncio.run_coroutine_threadsafe(self._tracked(coro), self.loop)
         try:
             return future.result()
+        except CancelledError:
+            if self.closing:
+                raise BackendUnavailable("this EntroQ client was closed during the call") from None
+            raise
         except BaseException:
             # KeyboardInterrupt in the caller: do not leave the coroutine running.
             future.cancel()
             raise
+
+    async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
+        call = asyncio.current_task()
+        assert call is not None
+        self._calls.add(call)
+        try:
+            return await coro
+        finally:
+            self._calls.discard(call)
+
+    def close(self, last: Coroutine[Any, Any, None]) -> None:
+        """Refuse new calls, cancel those still running in other threads (a Worker
+        releases its tasks then), run ``last``, and stop the loop."""
+        if self.closing:
+            last.close()
+            return
+        self.closing = True
+
+        async def shut_down() -> None:
+            calls = set(self._calls)
+            for call in calls:
+                call.cancel()
+            if calls:
+                await asyncio.wait(calls, timeout=_CLOSE_GRACE_SECONDS)
+            await last
+
+        try:
+            asyncio.run_coroutine_threadsafe(shut_down(), self.loop).result()
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -87,11 +144,14 @@ class EntroQ:
         self.close()
 
     def close(self) -> None:
-        """Close the backend and stop the loop thread."""
-        try:
-            self._thread.run(self._client.aclose())
-        finally:
-            self._thread.stop()
+        """Close the backend and stop the loop thread (again: nothing happens).
+
+        Calls still waiting in other threads end with BackendUnavailable; a
+        ``work()`` running in another thread releases its tasks first.
+        """
+        if self._thread.is_current():
+            raise RuntimeError("close the sync EntroQ client from outside its event loop thread")
+        self._thread.close(self._client.aclose())
 
     def try_claim(
         self, queues: str | Iterable[str], duration: float | timedelta = DEFAULT_LEASE_SECONDS

@@ -254,6 +254,14 @@ class Worker:
         stop = asyncio.create_task(self._stopping.wait())
         try:
             await asyncio.wait({claim, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The worker itself is cancelled: a claim left running could still take
+            # a task that nobody would then work on until its lease ran out.
+            claim.cancel()
+            if claim.done() and not claim.cancelled() and claim.exception() is None:
+                if (won := claim.result()) is not None:
+                    await asyncio.shield(self._release(won))
+            raise
         finally:
             stop.cancel()
         if not claim.done():
