@@ -258,9 +258,11 @@ class Worker:
             # The worker itself is cancelled: a claim left running could still take
             # a task that nobody would then work on until its lease ran out.
             claim.cancel()
+            won = None
             if claim.done() and not claim.cancelled() and claim.exception() is None:
-                if (won := claim.result()) is not None:
-                    await asyncio.shield(self._release(won))
+                won = claim.result()
+            if won is not None:
+                await asyncio.shield(self._release(won))
             raise
         finally:
             stop.cancel()
