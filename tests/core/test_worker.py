@@ -267,6 +267,54 @@ def test_stop_lets_short_handlers_finish_and_releases_long_ones() -> None:
     run(main)
 
 
+def test_sync_handlers_each_get_a_thread_however_many_slots() -> None:
+    # asyncio's shared pool has min(32, CPUs + 4) threads: 6 on a 2-core machine.
+    slots = 16
+
+    async def main(eq: AsyncEntroQ) -> None:
+        mod = Modification()
+        for i in range(slots):
+            mod.insert("in", str(i))
+        await eq.modify(mod)
+        all_running = threading.Barrier(slots, timeout=30)
+
+        def handle(task: Task) -> None:
+            all_running.wait()  # only passes once every slot's handler runs at once
+
+        worker = Worker(eq, "in", handle, concurrency=slots, **FAST)
+        await run_worker_until(worker, lambda: eq.queues_empty(exact=["in"]), timeout=60)
+        assert (worker.processed, worker.failed) == (slots, 0)
+
+    run(main)
+
+
+def test_hung_sync_handlers_do_not_starve_the_next_ones() -> None:
+    async def main(eq: AsyncEntroQ) -> None:
+        hung = threading.Event()
+        mod = Modification()
+        for _ in range(9):
+            mod.insert("in", b"hang")
+        await eq.modify(mod)
+
+        def handle(task: Task) -> Modification | None:
+            if task.value == b"hang" and task.attempt == 0:
+                hung.wait(60)  # outlives its timeout; Python cannot stop it
+                return None
+            return Modification().delete(task).insert("done", task.value)
+
+        worker = Worker(eq, "in", handle, concurrency=3, handler_timeout=0.3, **FAST)
+        try:
+            # Every task times out once (9 threads left hanging), then is retried and
+            # must run: a shared pool of 6 threads would be full of hung handlers.
+            await run_worker_until(worker, lambda: eq.queues_empty(exact=["in"]), timeout=60)
+        finally:
+            hung.set()
+        assert len(await eq.tasks("done")) == 9
+        assert worker.failed == 9 and await eq.tasks("in/err") == []
+
+    run(main)
+
+
 def test_bad_options_name_the_field() -> None:
     async def main(eq: AsyncEntroQ) -> None:
         async def handle(task: Task) -> None:
