@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 
 import entroq_pg
@@ -51,6 +52,10 @@ def test_missing_database_is_one_clear_error(pg_url: str) -> None:
         ("pg://host/db?pool_max=zero", "pool_max"),
         ("pg://host/db?pool_min=5&pool_max=2", "pool_max"),
         ("pg://host/db?migrate=perhaps", "migrate"),
+        ("pg://host/db?pool_min=-1", "pool_min"),
+        ("pg://host/db?pool_timeout=nan", "pool_timeout"),
+        ("pg://host/db?pool_timeout=inf", "pool_timeout"),
+        ("pg://host/db?pool_max=2&pool_max=3", "url"),
     ],
 )
 def test_malformed_urls_are_invalid_arguments(url: str, field: str) -> None:
@@ -131,6 +136,27 @@ def test_bare_scheme_uses_pg_environment_variables(
         backend = await connect("pg://")
         try:
             assert (await backend.time()).tzinfo is not None
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_escaped_spaces_reach_libpq_as_spaces(pg_url: str) -> None:
+    # The usual way to set a server setting for every connection: options=-c ...
+    query = "application_name=entroq%20test%20app&options=-c%20lock_timeout%3D1234"
+
+    async def run() -> None:
+        backend = await entroq_pg.open_backend(f"{pg_url}?{query}")
+        try:
+            await backend.time()
+            async with await psycopg.AsyncConnection.connect(pg_url) as conn:
+                cur = await conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    ("entroq test app",),
+                )
+                row = await cur.fetchone()
+                assert row is not None and row[0] >= 1
         finally:
             await backend.aclose()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+import math
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
@@ -74,6 +75,8 @@ def parse_url(url: str, **options: Any) -> PgConfig:
     ours: dict[str, Any] = {}
     libpq: list[tuple[str, str]] = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in ours:
+            raise InvalidArgument("url", redact(url), f"gives {key!r} twice")
         if key in _OPTIONS:
             ours[key] = value
         else:
@@ -87,7 +90,8 @@ def parse_url(url: str, **options: Any) -> PgConfig:
     if not any(k == "connect_timeout" for k, _ in libpq):
         libpq.append(("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT)))
     # Built by hand: urlunsplit drops the "//" when the host part is empty (pg://).
-    conninfo = f"postgresql://{parts.netloc}{parts.path}?{urlencode(libpq)}"
+    # %20 for a space, not urlencode's "+": libpq takes "+" literally.
+    conninfo = f"postgresql://{parts.netloc}{parts.path}?{urlencode(libpq, quote_via=quote)}"
     try:
         # libpq's own parser: catches bad ports, unknown parameters, bad escapes.
         psycopg.conninfo.conninfo_to_dict(conninfo)
@@ -128,14 +132,16 @@ def _check(config: PgConfig) -> None:
     schema = config.schema
     if not schema or "\x00" in schema or len(schema.encode("utf-8", "replace")) > 63:
         raise InvalidArgument("schema", schema, "must be 1..63 bytes without NUL")
-    if config.pool_min < 0 or config.pool_max < 1 or config.pool_min > config.pool_max:
+    if config.pool_min < 0:
+        raise InvalidArgument("pool_min", config.pool_min, "must not be negative")
+    if config.pool_max < 1 or config.pool_min > config.pool_max:
         raise InvalidArgument(
             "pool_max",
             config.pool_max,
-            f"need 0 <= pool_min ({config.pool_min}) <= pool_max and pool_max >= 1",
+            f"must be at least 1 and at least pool_min ({config.pool_min})",
         )
-    if config.pool_timeout <= 0:
-        raise InvalidArgument("pool_timeout", config.pool_timeout, "must be positive")
+    if not (config.pool_timeout > 0 and math.isfinite(config.pool_timeout)):
+        raise InvalidArgument("pool_timeout", config.pool_timeout, "must be a positive number")
     if config.max_retries < 0:
         raise InvalidArgument("max_retries", config.max_retries, "must not be negative")
 
