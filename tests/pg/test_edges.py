@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import psycopg
 import pytest
 
 import entroq_pg
 from entroq_core import AsyncEntroQ, EntroQ, Modification, TaskData, TaskID
-from entroq_core.errors import DependencyError, InvalidArgument, RetryableConflict
+from entroq_core.errors import (
+    BackendUnavailable,
+    DependencyError,
+    InvalidArgument,
+    RetryableConflict,
+)
 
 
 def _q(tag: str) -> str:
@@ -256,6 +263,49 @@ def test_big_batch_returns_what_was_stored_at_the_database_time(pg_url: str) -> 
             finally:
                 await other.aclose()
         finally:
+            await eq.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_busy_pool_fails_calls_without_opening_more_connections(pg_url: str) -> None:
+    """Every pooled connection waits on a row lock another session holds: calls
+    that find none free fail as unavailable, the handle keeps its pool_max
+    connections (it used to open a whole new pool each time), and it works on
+    once the lock is gone."""
+    app = f"entroq-busy-{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url}?application_name={app}&pool_min=1&pool_max=3&pool_timeout=0.3"
+
+    async def connections(conn: psycopg.AsyncConnection[Any]) -> int:
+        cur = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app,)
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def run() -> None:
+        eq = await AsyncEntroQ.open(url, batch_writes=False)
+        locker = await psycopg.AsyncConnection.connect(pg_url)
+        watcher = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            [hot] = (await eq.modify(Modification().insert("busy/q", b"hot"))).inserted
+            most = 3 + 2  # pool_max, and the LISTEN and NOTIFY connections kept beside it
+            await locker.execute("SELECT 1 FROM entroq.tasks WHERE id = %s FOR UPDATE", (hot.id,))
+            calls = [asyncio.create_task(eq.modify(Modification().change(hot))) for _ in range(30)]
+            await asyncio.sleep(3.0)  # ten pool_timeouts
+            assert await connections(watcher) <= most
+            await locker.rollback()
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            unavailable = [o for o in outcomes if isinstance(o, BackendUnavailable)]
+            assert unavailable, outcomes
+            assert all("came free in time" in str(o) for o in unavailable), unavailable
+            assert not any("closed" in str(o) for o in outcomes if isinstance(o, Exception))
+            assert await connections(watcher) <= most
+            assert (await eq.modify(Modification().insert("busy/q", b"after"))).inserted
+        finally:
+            await locker.close()
+            await watcher.close()
             await eq.aclose()
 
     asyncio.run(run())

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from entroq_core.claiming import claim_until_found
 from entroq_core.coalescing import Coalescer
@@ -264,7 +264,13 @@ class PgBackend:
                 # getconn/putconn, not pool.connection(): same checks on return
                 # (a broken or mid-transaction connection is discarded or reset),
                 # a good deal less overhead on every call.
-                conn = await pool.getconn()
+                try:
+                    conn = await pool.getconn()
+                except PoolClosed:
+                    if self._closed or self._pool is pool or reconnected:
+                        raise BackendUnavailable(f"{where}: the pg backend is closed") from None
+                    reconnected = True
+                    continue  # the pool was replaced while this call waited: nothing ran
                 try:
                     return await fn(conn)
                 finally:

@@ -44,8 +44,13 @@ def is_retryable(exc: BaseException) -> bool:
 
 def is_connection_error(exc: BaseException) -> bool:
     """True if the connection (or the server behind it) failed, not the statement."""
-    if isinstance(exc, PoolTimeout | PoolClosed):
+    if isinstance(exc, PoolClosed):
         return True
+    if isinstance(exc, PoolTimeout):
+        # Every pooled connection is busy (or the pool cannot connect, which the
+        # calls that hold connections find out for themselves): replacing the
+        # pool would leave the busy connections open and go past pool_max.
+        return False
     if not isinstance(exc, psycopg.Error):
         return isinstance(exc, OSError)
     state = exc.sqlstate
@@ -64,7 +69,10 @@ def translate(exc: BaseException, where: str) -> EntroQError:
     if isinstance(exc, EntroQError):
         return exc
     if isinstance(exc, PoolTimeout):
-        return BackendUnavailable(f"{where}: no PostgreSQL connection available ({exc})")
+        return BackendUnavailable(
+            f"{where}: no pooled PostgreSQL connection came free in time ({exc}); every one "
+            "is busy (long-held locks? raise pool_max or pool_timeout) or the server is down"
+        )
     if isinstance(exc, PoolClosed):
         return BackendUnavailable(f"{where}: the pg backend is closed")
     if isinstance(exc, UnicodeError):
