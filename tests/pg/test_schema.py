@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 import entroq_pg
 from entroq_core import AsyncEntroQ, Modification
+from entroq_core.errors import PermissionDenied
 from entroq_pg.schema import LATEST
 
 
@@ -123,3 +126,44 @@ def test_cli_migrates_then_reports_up_to_date(fresh_db: str) -> None:
     bad = cli("migrate", "pg://127.0.0.1:1/x")
     assert bad.returncode == 1
     assert "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _as_user(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
+def test_a_user_with_only_data_rights_opens_a_migrated_schema(fresh_db: str) -> None:
+    """The owner migrates; services then run as a user that may only read and
+    write the tables (the default migrate=true must not need CREATE rights
+    for a schema that is already current)."""
+    tag = uuid.uuid4().hex[:8]
+    worker, stranger = f"worker_{tag}", f"stranger_{tag}"
+
+    async def admin(*statements: str) -> None:
+        async with await psycopg.AsyncConnection.connect(fresh_db, autocommit=True) as conn:
+            for statement in statements:
+                await conn.execute(statement)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await (await entroq_pg.open_backend(fresh_db)).aclose()
+        await admin(
+            f"CREATE ROLE {worker} LOGIN PASSWORD 'pw'",
+            f"CREATE ROLE {stranger} LOGIN PASSWORD 'pw'",
+            f"GRANT USAGE ON SCHEMA entroq TO {worker}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA entroq TO {worker}",
+        )
+        try:
+            async with await AsyncEntroQ.open(_as_user(fresh_db, worker, "pw")) as eq:
+                await eq.modify(Modification().insert("rights/q", b"v"))
+                task = await eq.try_claim("rights/q", 30)
+                assert task is not None and task.value == b"v"
+            with pytest.raises(PermissionDenied) as info:
+                await entroq_pg.open_backend(_as_user(fresh_db, stranger, "pw"))
+            assert "python -m entroq_pg migrate" in str(info.value)
+        finally:
+            for role in (worker, stranger):
+                await admin(f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+    asyncio.run(run())

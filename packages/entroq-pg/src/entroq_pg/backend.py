@@ -24,6 +24,7 @@ from entroq_core.errors import (
     DependencyError,
     EntroQError,
     InvalidArgument,
+    PermissionDenied,
     RetryableConflict,
 )
 from entroq_core.ids import new_task_id
@@ -1021,6 +1022,12 @@ async def _prepare_schema(config: PgConfig) -> None:
             check_current(await current_version(conn, config.schema), config.schema)
     except EntroQError:
         raise
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise PermissionDenied(
+            f"preparing schema {config.schema!r}: this user may not create or migrate it "
+            f"({str(exc).strip().splitlines()[0]}); run `python -m entroq_pg migrate URL` "
+            "as its owner, then open it here"
+        ) from None
     except Exception as exc:
         raise translate(exc, f"preparing schema {config.schema!r}") from None
     finally:

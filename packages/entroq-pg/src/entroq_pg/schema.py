@@ -103,6 +103,12 @@ async def migrate(
         SchemaError: the database is at a newer version than this code knows.
     """
     s = quote_ident(schema)
+    # Already there: nothing to create, so a user with only data rights (the
+    # usual way to run a service against a schema its owner migrated) can open it.
+    now = await current_version(conn, schema)
+    check_supported(now, schema)
+    if now is not None and now >= target:
+        return now, now
     # CREATE ... IF NOT EXISTS can still collide with a concurrent creator on the
     # catalog's unique indexes; a second try then sees the winner's objects.
     for attempt in range(3):
