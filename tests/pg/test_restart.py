@@ -159,3 +159,32 @@ async def _until_empty(eq: AsyncEntroQ, timeout: float = 120) -> None:
     async with asyncio.timeout(timeout):
         while await eq.queue_stats(exact=[QUEUE]):
             await asyncio.sleep(0.05)
+
+
+def test_a_write_cut_off_by_a_crash_says_its_outcome_is_unknown(
+    own_server: postgres.PostgresServer,
+) -> None:
+    """An immediate shutdown gives the handle's idle connection no goodbye: the
+    next modify finds it dead only once sent, and cannot know whether it ran."""
+    url = own_server.url
+
+    async def run() -> None:
+        eq = AsyncEntroQ(await entroq_pg.open_backend(url, pool_min=1, pool_max=1))
+        try:
+            await eq.modify(Modification().insert(QUEUE, b"before"))
+            await asyncio.to_thread(own_server.restart, "immediate")
+            with pytest.raises(BackendUnavailable) as info:
+                await eq.modify(Modification().insert(QUEUE, b"after"))
+            assert "whether it was applied is unknown" in str(info.value)
+            # The handle recovers: the next calls work.
+            async with asyncio.timeout(60):
+                while True:
+                    try:
+                        await eq.modify(Modification().insert(QUEUE, b"later"))
+                        break
+                    except BackendUnavailable:
+                        await asyncio.sleep(0.2)
+        finally:
+            await eq.aclose()
+
+    asyncio.run(run())

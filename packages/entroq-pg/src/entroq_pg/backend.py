@@ -287,12 +287,18 @@ class PgBackend:
                     await asyncio.sleep(0.005 * (2 ** min(conflicts, 7)) * random.random())
                     conflicts += 1
                     continue
+                error = translate(exc, where)
                 if is_connection_error(exc) and not self._closed:
                     up = await self._connection_lost(pool)
                     if up and not reconnected and (replay_safe or server_never_ran_it(exc)):
                         reconnected = True
                         continue
-                raise translate(exc, where) from None
+                    if not replay_safe and not server_never_ran_it(exc):
+                        error = BackendUnavailable(
+                            f"{error}; the connection broke with the {where} sent or about to "
+                            "be, so whether it was applied is unknown"
+                        )
+                raise error from None
 
     async def _connection_lost(self, pool: AsyncConnectionPool[Conn]) -> bool:
         """Start (or join) the probe after a connection failure; True if the server is up."""
