@@ -104,3 +104,35 @@ def test_many_watches_created_and_dropped_at_once_share_the_stream(etcd_url: str
             await other.aclose()
 
     asyncio.run(run())
+
+
+def test_a_failed_write_on_the_watch_stream_reopens_it(etcd_url: str) -> None:
+    """The one fault injected here: a write on the stream raises once, as grpc does
+    when the stream broke under it. The watcher must reopen the stream and keep
+    waking waiters, old queues and new."""
+
+    async def run() -> None:
+        waiting, other = await open_backend(etcd_url), await open_backend(etcd_url)
+        try:
+            await _gave_up_waiting(waiting, "before")  # the stream is up, "before" watched
+            stream = waiting._watcher._call
+            assert stream is not None
+            real_write = stream.write
+
+            async def write_once_broken(request: object) -> None:
+                stream.write = real_write  # type: ignore[method-assign]
+                raise asyncio.InvalidStateError("RPC already finished.")
+
+            stream.write = write_once_broken  # type: ignore[method-assign]
+            for queue in ("after", "before"):
+                waiter = _claim(waiting, queue)
+                await asyncio.sleep(0.5)
+                await _insert(other, queue)
+                async with asyncio.timeout(HANG_GUARD):
+                    assert (await waiter).queue == queue
+            assert waiting._watcher._call is not stream  # a new stream
+        finally:
+            await waiting.aclose()
+            await other.aclose()
+
+    asyncio.run(run())

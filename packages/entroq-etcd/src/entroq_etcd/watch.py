@@ -226,7 +226,11 @@ class QueueWatcher:
                 if not self._closed:
                     log.warning("etcd watch stream at %s ended; reconnecting", endpoint)
             except asyncio.CancelledError:
-                raise
+                runner = asyncio.current_task()
+                if self._closed or (runner is not None and runner.cancelling()):
+                    raise
+                # Not this task being cancelled: the stream was, by a failed write.
+                log.warning("etcd watch stream at %s cancelled after a failed write", endpoint)
             except grpc.aio.AioRpcError as exc:
                 if not self._closed:
                     log.warning("etcd watch stream at %s failed: %s", endpoint, exc.details())
