@@ -164,7 +164,8 @@ def test_close_ends_calls_other_threads_wait_on() -> None:
     thread.join(WAIT)
     assert not thread.is_alive()
     [ended] = out
-    assert isinstance(ended, BackendUnavailable) and "closed during the call" in str(ended)
+    # "closed during the call", or "is closed" if close() won the race to the loop.
+    assert isinstance(ended, BackendUnavailable) and "closed" in str(ended)
 
 
 def test_a_closed_sync_client_refuses_calls_and_closes_once() -> None:

@@ -79,7 +79,7 @@ def test_wordcount_started_before_its_service_waits_for_it(tmp_path: Path) -> No
     port = free_port()
     counting = subprocess.Popen(
         [sys.executable, "-m", "examples.wordcount", "--url", f"grpc://127.0.0.1:{port}",
-         "--json", str(text)],
+         "--wait", "120", "--json", str(text)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -14,12 +15,17 @@ from scripts.servers.entroq_svc import ServerThread
 if TYPE_CHECKING:
     from entroq_svc.inflight import Continuation
 
-MODIFY_DELAY = 0.3  # seconds every Modify takes, as over a slow network
 WAIT = 60.0
 
 
-class SlowModify(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Holds every Modify for MODIFY_DELAY before serving it."""
+class HeldRenewals(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Holds a lease renewal (a Modify changing a task in queue ``queue``) once it
+    arrives, until ``release`` is set: the renewal is then surely in flight."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.arrived = threading.Event()
+        self.release = threading.Event()
 
     async def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
@@ -29,25 +35,29 @@ class SlowModify(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         serve = handler.unary_unary
 
-        async def slow(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await asyncio.sleep(MODIFY_DELAY)
+        async def held(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            renewal = any(c.new_data.queue == self.queue for c in request.changes)
+            if renewal and not self.release.is_set():
+                self.arrived.set()
+                await asyncio.to_thread(self.release.wait, WAIT)
             return await serve(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
-            slow,
+            held,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
 
 def test_a_renewal_that_fails_as_the_handler_returns_drops_the_task_not_the_worker() -> None:
-    """The lease is renewed at 1 s and the renewal takes 0.3 s; an admin changed the
-    task first, so it fails. The handler returns in the middle of it: the worker
-    must drop this task (someone else owns it) and go on with the next."""
+    """An admin moved the task away, so the worker's next renewal fails; the handler
+    returns while that renewal is in flight. The worker must drop this task
+    (someone else owns it) and go on with the next, not stop."""
+    held = HeldRenewals("race")
     done: list[bytes] = []
 
     async def run() -> None:
-        with ServerThread("mem://", interceptors=[SlowModify()]) as server:
+        with ServerThread("mem://", interceptors=[held]) as server:
             admin = await AsyncEntroQ.open(server.url)
             async with await AsyncEntroQ.open(server.url) as eq:
                 await admin.modify(Modification().insert("race", b"first"))
@@ -57,10 +67,12 @@ def test_a_renewal_that_fails_as_the_handler_returns_drops_the_task_not_the_work
                         # What `entroq mod --force` does: act for the holder.
                         moved = Modification().change(task, queue="race/held")
                         await admin.modify(moved, claimant=task.claimant)
-                        await asyncio.sleep(1.15 - MODIFY_DELAY)  # returns mid-renewal
+                        assert await asyncio.to_thread(held.arrived.wait, WAIT)
+                        # Returns now; the renewal is let go a moment later.
+                        asyncio.get_running_loop().call_later(0.2, held.release.set)
                     done.append(task.value)
 
-                work = Worker(eq, "race", handle, lease=2.0, poll=0.5)
+                work = Worker(eq, "race", handle, lease=1.0, poll=0.5)
                 runner = asyncio.create_task(work.run())
                 try:
                     async with asyncio.timeout(WAIT):
@@ -76,6 +88,7 @@ def test_a_renewal_that_fails_as_the_handler_returns_drops_the_task_not_the_work
                     [left] = await admin.tasks("race/held")
                     assert left.value == b"first"
                 finally:
+                    held.release.set()
                     work.stop()
                     await asyncio.gather(runner, return_exceptions=True)
                     await admin.aclose()

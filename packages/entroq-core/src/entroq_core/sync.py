@@ -36,6 +36,8 @@ class _LoopThread:
             target=self.loop.run_forever, name="entroq-loop", daemon=True
         )
         self._calls: set[asyncio.Task[Any]] = set()  # callers' coroutines running now
+        self._waiting: set[Future[Any]] = set()  # what callers' threads wait on
+        self._lock = threading.Lock()  # a call is refused, or waited for by close()
         self.closing = False
         self._thread.start()
 
@@ -52,10 +54,12 @@ class _LoopThread:
                 "handler or coroutine), where it would wait for itself forever; use its "
                 "AsyncEntroQ there: eq.async_client"
             )
-        if self.closing:
-            coro.close()
-            raise BackendUnavailable("this EntroQ client is closed")
-        future: Future[T] = asyncio.run_coroutine_threadsafe(self._tracked(coro), self.loop)
+        with self._lock:
+            if self.closing:
+                coro.close()
+                raise BackendUnavailable("this EntroQ client is closed")
+            future: Future[T] = asyncio.run_coroutine_threadsafe(self._tracked(coro), self.loop)
+            self._waiting.add(future)
         try:
             return future.result()
         except CancelledError:
@@ -66,6 +70,9 @@ class _LoopThread:
             # KeyboardInterrupt in the caller: do not leave the coroutine running.
             future.cancel()
             raise
+        finally:
+            with self._lock:
+                self._waiting.discard(future)
 
     async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
         call = asyncio.current_task()
@@ -79,10 +86,11 @@ class _LoopThread:
     def close(self, last: Coroutine[Any, Any, None]) -> None:
         """Refuse new calls, cancel those still running in other threads (a Worker
         releases its tasks then), run ``last``, and stop the loop."""
-        if self.closing:
-            last.close()
-            return
-        self.closing = True
+        with self._lock:
+            if self.closing:
+                last.close()
+                return
+            self.closing = True
 
         async def shut_down() -> None:
             calls = set(self._calls)
@@ -96,6 +104,14 @@ class _LoopThread:
             asyncio.run_coroutine_threadsafe(shut_down(), self.loop).result()
         finally:
             self.stop()
+            # Calls that outlived the grace would otherwise wait on a stopped loop.
+            with self._lock:
+                left = list(self._waiting)
+            for future in left:
+                if not future.done():  # set_exception: cancel() does nothing once running
+                    future.set_exception(
+                        BackendUnavailable("this EntroQ client was closed during the call")
+                    )
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import signal
@@ -51,6 +52,9 @@ Handler = Callable[[Task], Awaitable[HandlerResult]] | Callable[[Task], HandlerR
 # per slot: short at first so a restart costs little, growing to a few seconds
 # so a long outage is not hammered.
 CLAIM_RETRY = Backoff(base=0.25, factor=2.0, cap=5.0)
+# How long a worker being cancelled waits for the claim it cancelled to end, so
+# a task that claim took anyway is released, not left leased to nobody.
+_CLAIM_SETTLE_SECONDS = 1.0
 
 
 class _ClaimFailures:
@@ -260,6 +264,9 @@ class Worker:
             # The worker itself is cancelled: a claim left running could still take
             # a task that nobody would then work on until its lease ran out.
             claim.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                # A claim whose answer is already on its way may still finish.
+                await asyncio.wait({claim}, timeout=_CLAIM_SETTLE_SECONDS)
             won = None
             if claim.done() and not claim.cancelled() and claim.exception() is None:
                 won = claim.result()
@@ -355,7 +362,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[Any] = loop.create_future()
 
-        def settle(result: Any, error: BaseException | None) -> None:
+        def deliver(result: Any, error: BaseException | None) -> None:
             if outcome.done():
                 return  # timed out or stopped meanwhile
             if error is not None:
@@ -363,13 +370,18 @@ class Worker:
             else:
                 outcome.set_result(result)
 
+        context = contextvars.copy_context()  # as asyncio.to_thread gives handlers
+
         def work() -> None:
+            error: BaseException | None
             try:
-                result, error = self.handler(task), None
+                result, error = context.run(self.handler, task), None
+            except StopIteration as exc:  # a future cannot hold one
+                result, error = None, RuntimeError(f"handler raised StopIteration: {exc}")
             except BaseException as exc:
                 result, error = None, exc
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(settle, result, error)
+                loop.call_soon_threadsafe(deliver, result, error)
 
         threading.Thread(target=work, name=f"entroq-handler-{task.id}", daemon=True).start()
         return await outcome
