@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import inspect
 import logging
 import signal
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, cast
 
 from .backoff import Backoff
 from .client import AsyncEntroQ, duration_ms, queue_tuple
@@ -40,6 +37,7 @@ from .errors import (
 )
 from .modification import Modification
 from .requests import ClaimRequest
+from .threads import in_own_thread
 from .timeutil import utcnow
 from .types import Task, TaskChange, TaskID
 
@@ -344,47 +342,10 @@ class Worker:
     async def _call_handler(self, task: Task) -> HandlerResult:
         if inspect.iscoroutinefunction(self.handler):
             return await self.handler(task)  # type: ignore[no-any-return]
-        result = await self._in_thread(task)
+        result = await in_own_thread(self.handler, task, name=f"entroq-handler-{task.id}")
         if inspect.isawaitable(result):
-            return cast(HandlerResult, await result)
-        return cast(HandlerResult, result)
-
-    async def _in_thread(self, task: Task) -> Any:
-        """Run the sync handler in a thread of its own, started now.
-
-        Not asyncio's shared pool: it has a few threads for the whole process,
-        so with more slots than threads handlers waited for one while their
-        leases and timeouts ran, and each timed-out handler that kept running
-        took one away for good. Daemon threads, because Python cannot stop a
-        thread: one still running when the worker stops (its task released for
-        others) must not keep the process from exiting, running it twice at once.
-        """
-        loop = asyncio.get_running_loop()
-        outcome: asyncio.Future[Any] = loop.create_future()
-
-        def deliver(result: Any, error: BaseException | None) -> None:
-            if outcome.done():
-                return  # timed out or stopped meanwhile
-            if error is not None:
-                outcome.set_exception(error)
-            else:
-                outcome.set_result(result)
-
-        context = contextvars.copy_context()  # as asyncio.to_thread gives handlers
-
-        def work() -> None:
-            error: BaseException | None
-            try:
-                result, error = context.run(self.handler, task), None
-            except StopIteration as exc:  # a future cannot hold one
-                result, error = None, RuntimeError(f"handler raised StopIteration: {exc}")
-            except BaseException as exc:
-                result, error = None, exc
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(deliver, result, error)
-
-        threading.Thread(target=work, name=f"entroq-handler-{task.id}", daemon=True).start()
-        return await outcome
+            return await result
+        return result
 
     async def _commit(self, task: Task, outcome: HandlerResult | BaseException) -> None:
         if isinstance(outcome, BaseException):
