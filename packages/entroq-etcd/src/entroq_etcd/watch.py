@@ -149,7 +149,9 @@ class QueueWatcher:
 
     def _drop(self, queue: str) -> None:
         self._queues.pop(queue)
-        self._timers.pop(queue, None)
+        timers = self._timers.pop(queue, None)
+        if timers is not None and timers.handle is not None:
+            timers.handle.cancel()
         self._sent.discard(queue)  # so a later wait creates its watches again
         call = self._call
         for watch_id, name in list(self._watch_ids.items()):
@@ -175,7 +177,7 @@ class QueueWatcher:
         """Send one request on ``call``, never two at once; ``creates`` names the
         queue of a create request, recorded in the order etcd will confirm it."""
         async with self._write_lock:
-            if call is not self._call:
+            if self._closed or call is not self._call:
                 return  # that stream is gone; its watches are re-created on the next
             if creates:
                 self._pending_creates.append(creates)

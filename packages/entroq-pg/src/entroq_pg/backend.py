@@ -268,8 +268,13 @@ class PgBackend:
                 try:
                     conn = await pool.getconn()
                 except PoolClosed:
-                    if self._closed or self._pool is pool or reconnected:
+                    if self._closed or self._pool is pool:
                         raise BackendUnavailable(f"{where}: the pg backend is closed") from None
+                    if reconnected:
+                        raise BackendUnavailable(
+                            f"{where}: the connection pool was replaced twice during this "
+                            "call (PostgreSQL restarting?)"
+                        ) from None
                     reconnected = True
                     continue  # the pool was replaced while this call waited: nothing ran
                 try:

@@ -148,7 +148,12 @@ def _tls(opts: argparse.Namespace, p: argparse.ArgumentParser) -> TlsFiles | Non
             p.error(f"{option} {path}: no such file")
         if path is not None and not path.is_file():
             p.error(f"{option} {path}: not a file")
-    return TlsFiles(opts.tls_cert, opts.tls_key, opts.tls_client_ca)
+    tls = TlsFiles(opts.tls_cert, opts.tls_key, opts.tls_client_ca)
+    try:
+        tls.credentials()  # now, before the backend is opened (and maybe migrated)
+    except InvalidArgument as exc:
+        p.error(str(exc))
+    return tls
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -143,15 +143,19 @@ class EntroQServer:
         )
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         credentials = tls.credentials() if tls is not None else None
+        grpc_says = ""
         try:
             if credentials is not None:
                 bound = server.add_secure_port(address, credentials)
             else:
                 bound = server.add_insecure_port(address)
-        except (RuntimeError, OSError):
-            bound = 0
+        except (RuntimeError, OSError) as exc:
+            bound, grpc_says = 0, str(exc)
         if not bound:
-            raise InvalidArgument("address", address, f"cannot listen: {_why_not(host, port)}")
+            reason = _why_not(host, port) or grpc_says or "gRPC refused the address"
+            raise InvalidArgument(
+                "address", address, f"cannot listen: {reason} (GRPC_VERBOSITY=debug tells more)"
+            )
         await server.start()
         serving = health_pb2.HealthCheckResponse.SERVING
         await health_servicer.set("", serving)
@@ -220,7 +224,7 @@ class EntroQServer:
 
 
 def _why_not(host: str, port: int) -> str:
-    """Why gRPC could not bind ``host:port``, found by binding it ourselves.
+    """Why gRPC could not bind ``host:port``, found by binding it ourselves ("" if we can).
 
     gRPC says only that binding failed (details at GRPC_VERBOSITY=debug); the
     operating system's reason (address in use, not an address of this machine)
@@ -237,7 +241,7 @@ def _why_not(host: str, port: int) -> str:
                 probe.bind(sockaddr)
             except OSError as exc:
                 return exc.strerror or str(exc)
-    return "gRPC refused the address (run with GRPC_VERBOSITY=debug for its reason)"
+    return ""
 
 
 async def serve(
