@@ -195,3 +195,33 @@ def test_real_process_usage_error_exit_code() -> None:
     )
     assert done.returncode == EXIT_USAGE
     assert "invalid choice" in done.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    # `entroq ts q | head -1` with more output than head reads.
+    script = (
+        "import sys\n"
+        "from entroq_core import EntroQ, Modification\n"
+        "from entroq_core.cli import main\n"
+        "with EntroQ('mem://pipe') as eq:\n"
+        "    mod = Modification()\n"
+        "    for i in range(5000):\n"
+        "        mod.insert('q', b'v%d' % i)\n"
+        "    eq.modify(mod)\n"
+        "    sys.exit(main(['--url', 'mem://pipe', 'ts', 'q']))\n"
+    )
+    done = subprocess.run(
+        f"{sys.executable} -c \"{script}\" | head -1",
+        shell=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.split() == [
+        "QUEUE",
+        "ID",
+        "VER",
+        "AT",
+        "CLAIMANT",
+        "CLAIMS",
+        "ATTEMPT",
+        "VALUE",
+    ]
+    assert done.stderr == "", done.stderr  # no "error: Broken pipe", no traceback

@@ -28,6 +28,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command ended by SIGPIPE
 
 DEFAULT_URL = "grpc://localhost:37706"
 
@@ -95,6 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:
         return asyncio.run(COMMANDS[args.command](args))
+    except BrokenPipeError:  # before ConnectionError, its base class
+        # The reader went away (`entroq ts q | head`): stop quietly, as other
+        # commands do, and keep the interpreter from failing to flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except DependencyError as exc:
         if exc.claims and getattr(args, "force", None) is False:
             return _fail(EXIT_FAILED, f"{exc}\n(held by another claimant; --force acts for it)")
