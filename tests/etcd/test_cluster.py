@@ -14,6 +14,7 @@ from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest, Tas
 from entroq_core.types import TaskData
 from entroq_etcd.backend import EtcdBackend, open_backend
 from scripts.servers.etcd import EtcdCluster
+from tests.waiting import until
 
 from .conftest import require_etcd
 
@@ -67,12 +68,6 @@ async def _worker(backend: EtcdBackend, name: str, ledger: Ledger, stop: asyncio
         ledger.done.append(task.id)
 
 
-async def _until(condition: object, what: str, timeout: float = 90.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
-
-
 async def _open_when_up(url: str, timeout: float = 120.0) -> EtcdBackend:
     """Open a handle, retrying while the cluster cannot answer yet."""
     async with asyncio.timeout(timeout):
@@ -106,13 +101,13 @@ def test_work_survives_one_member_and_fails_cleanly_without_quorum(cluster: Etcd
         waiting = await open_backend(url, call_timeout=CALL_TIMEOUT)
         waiter = asyncio.create_task(waiting.claim(ClaimRequest("waiter", ("wake",), 60_000), 3600))
         try:
-            await _until(lambda: len(ledger.done) >= 30, "first deletes")
+            await until(lambda: len(ledger.done) >= 30, "first deletes")
             assert not waiter.done()
 
             # One member down (the one every handle talks to first): work carries on.
             cluster.members[0].kill(signal.SIGKILL)
             mark = len(ledger.done)
-            await _until(lambda: len(ledger.done) >= mark + 30, "deletes after losing one member")
+            await until(lambda: len(ledger.done) >= mark + 30, "deletes after losing one member")
             # The waiter's watch moved to a live member: an insert still wakes it.
             await handles[1].modify(ModifyRequest("x", inserts=(TaskData("wake", value=b"hi"),)))
             async with asyncio.timeout(HANG_GUARD):
@@ -122,7 +117,7 @@ def test_work_survives_one_member_and_fails_cleanly_without_quorum(cluster: Etcd
             # A second member down: no quorum. Calls fail as unavailable, promptly.
             cluster.members[1].kill(signal.SIGKILL)
             failures_before = ledger.unavailable
-            await _until(lambda: ledger.unavailable >= failures_before + 5, "unavailable errors")
+            await until(lambda: ledger.unavailable >= failures_before + 5, "unavailable errors")
             stop.set()
             await asyncio.gather(*workers)
             done_at_outage = len(ledger.done)

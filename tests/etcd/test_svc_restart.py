@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from entroq_core import AsyncEntroQ, Modification, Task
 from entroq_core.backoff import Backoff
 from entroq_core.worker import Worker
 from scripts.servers.entroq_svc import SvcProcess, start_svc
 from scripts.servers.etcd import free_port
+from tests.waiting import until
 
 from .workers import running
 
 TASKS = 300
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def test_workers_carry_on_through_service_restarts(etcd_url: str) -> None:
@@ -54,7 +45,7 @@ def test_workers_carry_on_through_service_restarts(etcd_url: str) -> None:
             async with running(workers, clients) as runs:
                 for restart in range(2):
                     target = sum(w.processed for w in workers) + 30
-                    await _until(
+                    await until(
                         lambda target=target: sum(w.processed for w in workers) >= target,
                         f"progress before restart {restart}",
                     )

@@ -8,6 +8,8 @@ one stream) does not depend on its size.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -24,6 +26,17 @@ NO_POLL = 3600.0  # only a watch event can wake these claims
 @pytest.fixture(autouse=True)
 def small_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(entroq_etcd.watch, "_MAX_QUEUES", LIMIT)
+
+
+@asynccontextmanager
+async def _two_handles(url: str) -> AsyncIterator[tuple[EtcdBackend, EtcdBackend]]:
+    """A handle whose claims wait, and another that inserts: always both closed."""
+    waiting, other = await open_backend(url), await open_backend(url)
+    try:
+        yield waiting, other
+    finally:
+        await waiting.aclose()
+        await other.aclose()
 
 
 def _claim(backend: EtcdBackend, *queues: str, poll: float = NO_POLL) -> asyncio.Task[Task]:
@@ -43,8 +56,7 @@ async def _gave_up_waiting(backend: EtcdBackend, queue: str) -> None:
 
 def test_waits_on_more_queues_than_are_kept_watched_still_wake(etcd_url: str) -> None:
     async def run() -> None:
-        waiting, other = await open_backend(etcd_url), await open_backend(etcd_url)
-        try:
+        async with _two_handles(etcd_url) as (waiting, other):
             for i in range(3 * LIMIT):  # each stays watched until it is the least recent
                 await _gave_up_waiting(waiting, f"one-by-one/{i}")
             dropped, kept = "one-by-one/0", f"one-by-one/{3 * LIMIT - 1}"
@@ -54,9 +66,6 @@ def test_waits_on_more_queues_than_are_kept_watched_still_wake(etcd_url: str) ->
                 await _insert(other, queue)
                 async with asyncio.timeout(HANG_GUARD):
                     assert (await waiter).queue == queue
-        finally:
-            await waiting.aclose()
-            await other.aclose()
 
     asyncio.run(run())
 
@@ -65,8 +74,7 @@ def test_one_claim_may_wait_on_more_queues_than_the_limit(etcd_url: str) -> None
     queues = [f"many/{i}" for i in range(3 * LIMIT)]
 
     async def run() -> None:
-        waiting, other = await open_backend(etcd_url), await open_backend(etcd_url)
-        try:
+        async with _two_handles(etcd_url) as (waiting, other):
             for last in (queues[0], queues[-1]):
                 waiter = _claim(waiting, *queues)
                 await asyncio.sleep(0.3)
@@ -74,9 +82,6 @@ def test_one_claim_may_wait_on_more_queues_than_the_limit(etcd_url: str) -> None
                 await _insert(other, last)
                 async with asyncio.timeout(HANG_GUARD):
                     assert (await waiter).queue == last
-        finally:
-            await waiting.aclose()
-            await other.aclose()
 
     asyncio.run(run())
 
@@ -85,8 +90,7 @@ def test_many_watches_created_and_dropped_at_once_share_the_stream(etcd_url: str
     # Concurrent claims on new queues send their creates, and the watches they
     # push out their cancels, on the handle's one stream at the same time.
     async def run() -> None:
-        waiting, other = await open_backend(etcd_url), await open_backend(etcd_url)
-        try:
+        async with _two_handles(etcd_url) as (waiting, other):
             for wave in range(3):
                 queues = [f"wave{wave}/{i}" for i in range(4 * LIMIT)]
                 # A finite poll here: with 32 waiters on a loaded machine, about 1 run in
@@ -104,9 +108,6 @@ def test_many_watches_created_and_dropped_at_once_share_the_stream(etcd_url: str
                 # Waits cut short while their watches are being set up.
                 for queue in queues[:LIMIT]:
                     await _gave_up_waiting(waiting, queue + "/short")
-        finally:
-            await waiting.aclose()
-            await other.aclose()
 
     asyncio.run(run())
 
@@ -117,8 +118,7 @@ def test_a_failed_write_on_the_watch_stream_reopens_it(etcd_url: str) -> None:
     waking waiters, old queues and new."""
 
     async def run() -> None:
-        waiting, other = await open_backend(etcd_url), await open_backend(etcd_url)
-        try:
+        async with _two_handles(etcd_url) as (waiting, other):
             await _gave_up_waiting(waiting, "before")  # the stream is up, "before" watched
             stream = waiting._watcher._call
             assert stream is not None
@@ -136,8 +136,5 @@ def test_a_failed_write_on_the_watch_stream_reopens_it(etcd_url: str) -> None:
                 async with asyncio.timeout(HANG_GUARD):
                     assert (await waiter).queue == queue
             assert waiting._watcher._call is not stream  # a new stream
-        finally:
-            await waiting.aclose()
-            await other.aclose()
 
     asyncio.run(run())

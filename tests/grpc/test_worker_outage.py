@@ -4,38 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import pytest
 
 from entroq_core import AsyncEntroQ, Modification, Task, worker
 from entroq_core.backoff import Backoff
-from entroq_core.errors import BackendUnavailable
 from entroq_core.worker import Worker
 from scripts.servers.entroq_svc import ServerThread
+from tests.waiting import until, until_reachable
 
 WAIT = 60.0
-
-
-async def _until(condition: Callable[[], bool], what: str) -> None:
-    try:
-        async with asyncio.timeout(WAIT):
-            while not condition():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
-async def _reachable(eq: AsyncEntroQ) -> None:
-    """Wait until ``eq`` reaches its server: channels to one address share a
-    connection, still failing fast from the outage until it reconnects."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            try:
-                await eq.time()
-                return
-            except BackendUnavailable:
-                await asyncio.sleep(0.05)
 
 
 def _claim_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -65,12 +43,12 @@ def test_an_outage_is_one_warning_then_one_recovery_not_a_line_per_try(
                 await asyncio.sleep(0.2)  # the slots are waiting in Claim
                 await asyncio.to_thread(first.stop)
                 # Every slot fails and tries again a few times while nothing listens.
-                await _until(lambda: len(_claim_failures(caplog)) >= 12, "repeated claim failures")
+                await until(lambda: len(_claim_failures(caplog)) >= 12, "repeated claim failures")
                 with ServerThread("mem://", port=port) as second:
                     async with await AsyncEntroQ.open(second.url) as producer:
-                        await _reachable(producer)
+                        await until_reachable(producer)
                         await producer.modify(Modification().insert("outage", b"after"))
-                    await _until(lambda: done == [b"after"], "the task inserted after the outage")
+                    await until(lambda: done == [b"after"], "the task inserted after the outage")
                     assert not runner.done(), "the worker stopped"
                     work.stop()
                     await runner
@@ -106,7 +84,7 @@ def test_stop_ends_a_pause_between_failed_claims_at_once(
             try:
                 await asyncio.sleep(0.2)
                 await asyncio.to_thread(server.stop)
-                await _until(lambda: len(_claim_failures(caplog)) >= 2, "both slots failing")
+                await until(lambda: len(_claim_failures(caplog)) >= 2, "both slots failing")
                 work.stop()
                 async with asyncio.timeout(WAIT):
                     await runner

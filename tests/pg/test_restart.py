@@ -12,6 +12,7 @@ import entroq_pg
 from entroq_core import AsyncEntroQ, Modification
 from entroq_core.errors import BackendUnavailable, DependencyError
 from scripts.servers import postgres
+from tests.waiting import until, until_reachable
 
 QUEUE = "restart/q"
 
@@ -89,7 +90,7 @@ def test_restart_under_load_loses_nothing_and_recovers(
             asyncio.create_task(worker(c)) for c in (eq, other)
         ]
         try:
-            await _until(lambda: len(committed) >= 100)
+            await until(lambda: len(committed) >= 100, "100 deletes", every=0.01)
             await asyncio.to_thread(own_server.stop, "fast")
 
             # While it is down every call fails with the unavailable error, promptly.
@@ -98,26 +99,30 @@ def test_restart_under_load_loses_nothing_and_recovers(
                     await eq.time()
                 with pytest.raises(BackendUnavailable):
                     await eq.try_claim(QUEUE, 2)
-            await _until(lambda: errors["claim"] > 0 and errors["insert"] > 0)
+            await until(
+                lambda: errors["claim"] > 0 and errors["insert"] > 0, "failed calls", every=0.01
+            )
 
             await asyncio.to_thread(own_server.start)
             # Each handle finds out on its own probe's schedule (backing off to
             # about a second between tries), so wait for all three.
             for client in (eq, other, admin):
-                await _until_up(client)
+                await until_reachable(client)
             before = len(committed)
-            await _until(lambda: len(committed) >= before + 100)
+            await until(lambda: len(committed) >= before + 100, "100 more deletes", every=0.01)
 
             # Notifications work again too: a waiter hears another handle's insert.
             waiting = asyncio.create_task(eq.claim("restart/wake", 30, poll=600))
-            await _until(lambda: backends[0].wakeups.has_waiters("restart/wake"))
-            await _until(lambda: all(b.listening for b in backends))
+            await until(
+                lambda: backends[0].wakeups.has_waiters("restart/wake"), "a waiter", every=0.01
+            )
+            await until(lambda: all(b.listening for b in backends), "listeners", every=0.01)
             await other.modify(Modification().insert("restart/wake", b"awake"))
             async with asyncio.timeout(30):
                 assert (await waiting).value == b"awake"
 
             stop_inserting.set()
-            await _until(lambda: loads[0].done())
+            await until(lambda: loads[0].done(), "the load to end", every=0.01)
             await _until_empty(admin)
         finally:
             stop_inserting.set()
@@ -137,22 +142,6 @@ def test_restart_under_load_loses_nothing_and_recovers(
 
 def _data(task_id: str) -> entroq_pg.backend.TaskData:
     return entroq_pg.backend.TaskData(queue=QUEUE, id=task_id, value=task_id.encode())
-
-
-async def _until(condition: collections.abc.Callable[[], bool], timeout: float = 120) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
-async def _until_up(eq: AsyncEntroQ, timeout: float = 120) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            try:
-                await eq.time()
-                return
-            except BackendUnavailable:
-                await asyncio.sleep(0.05)
 
 
 async def _until_empty(eq: AsyncEntroQ, timeout: float = 120) -> None:
@@ -177,13 +166,8 @@ def test_a_write_cut_off_by_a_crash_says_its_outcome_is_unknown(
                 await eq.modify(Modification().insert(QUEUE, b"after"))
             assert "whether it was applied is unknown" in str(info.value)
             # The handle recovers: the next calls work.
-            async with asyncio.timeout(60):
-                while True:
-                    try:
-                        await eq.modify(Modification().insert(QUEUE, b"later"))
-                        break
-                    except BackendUnavailable:
-                        await asyncio.sleep(0.2)
+            await until_reachable(eq)
+            assert (await eq.modify(Modification().insert(QUEUE, b"later"))).inserted
         finally:
             await eq.aclose()
 
