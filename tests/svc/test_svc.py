@@ -181,7 +181,7 @@ def test_unknown_backend_fails_with_the_installed_list() -> None:
         (["--tls-cert", "/tmp", "--tls-key", "/tmp"], "--tls-cert /tmp: not a file"),
         (["--max-message-mb", "100000"], "at most 2047"),
         (["--max-message-mb", "nan"], "--max-message-mb"),
-        (["--grace", "-1"], "--grace -1: must be 0 or more"),
+        (["--grace", "-1"], "argument --grace: must be 0 or more seconds, got '-1'"),
         (["--grace", "inf"], "--grace"),
         (["--log-level", "loud"], "--log-level"),
     ],

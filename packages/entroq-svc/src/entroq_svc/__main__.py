@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import math
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from entroq_core.cli.arguments import delay, finite_number
 from entroq_core.errors import BackendUnavailable, EntroQError, InvalidArgument
 from entroq_core.registry import load_all
 
@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: 37706; 0: any)")
     p.add_argument(
         "--max-message-mb",
-        type=_finite,
+        type=finite_number,
         default=DEFAULT_MAX_MESSAGE_MB,
         help="largest request and task value accepted, in MiB (default: 10)",
     )
@@ -93,7 +93,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-client-ca", type=Path, help="PEM CA for client certificates (mTLS)")
     p.add_argument(
         "--grace",
-        type=_finite,
+        type=delay,
         default=DEFAULT_GRACE_SECONDS,
         help="seconds calls in flight get to finish at shutdown (default: 10)",
     )
@@ -112,14 +112,6 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--list-backends", action="store_true", help="list installed backends and exit")
     return p
-
-
-def _finite(text: str) -> float:
-    """A number argparse accepts: finite (nan and inf are not durations or sizes)."""
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(text)
-    return number
 
 
 def list_backends() -> int:
@@ -208,8 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_backends()
     if not 0 <= opts.port <= 65535:
         p.error(f"--port {opts.port}: must be 0..65535")
-    if opts.grace < 0:
-        p.error(f"--grace {opts.grace:g}: must be 0 or more seconds")
     tls = _tls(opts, p)
     try:
         with asyncio.Runner(loop_factory=loop_factory(opts.loop)) as runner:

@@ -22,7 +22,8 @@ from ..errors import (
     PermissionDenied,
     UnknownBackend,
 )
-from .commands import COMMANDS, CommandParser, add_commands, seconds
+from .arguments import seconds
+from .commands import COMMANDS, CommandParser, add_commands
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import base64
 import binascii
-import math
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
@@ -18,6 +17,7 @@ from ..modification import Modification
 from ..timeutil import utcnow
 from ..types import Task
 from . import render
+from .arguments import count, delay, seconds
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 COMMANDS: dict[str, Command] = {}
@@ -270,43 +270,6 @@ class CommandParser(argparse.ArgumentParser):
             self._intermixing = False
 
 
-def seconds(text: str) -> float:
-    """A positive, finite number of seconds (argparse type)."""
-    value = _number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def _delay(text: str) -> float:
-    """Zero or more seconds (argparse type)."""
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    """Zero (no limit) or a positive count (argparse type)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, got {text!r}")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {text!r}")
-    return value
-
-
 def _sub(
     subparsers: Any, name: str, help_text: str, example: str, parents: list[argparse.ArgumentParser]
 ) -> argparse.ArgumentParser:
@@ -330,12 +293,12 @@ def add_commands(subparsers: Any, parents: list[argparse.ArgumentParser]) -> Non
     p = sub("qs", "Show queue stats.", "entroq qs --prefix jobs/ --limit 20")
     p.add_argument("--prefix", action="append", help="queues starting with this (repeatable)")
     p.add_argument("--exact", action="append", help="this exact queue (repeatable)")
-    p.add_argument("--limit", type=_count, default=0, help="at most this many queues")
+    p.add_argument("--limit", type=count, default=0, help="at most this many queues")
 
     p = sub("ts", "List tasks.", "entroq ts jobs/resize --limit 10 --omit-values")
     p.add_argument("queue", nargs="?", help="queue to list")
     p.add_argument("--id", action="append", help="only this task id (repeatable)")
-    p.add_argument("--limit", type=_count, default=0, help="at most this many tasks")
+    p.add_argument("--limit", type=count, default=0, help="at most this many tasks")
     p.add_argument("--omit-values", action="store_true", help="do not fetch values")
 
     p = sub(
@@ -348,7 +311,7 @@ def add_commands(subparsers: Any, parents: list[argparse.ArgumentParser]) -> Non
     p.add_argument("--file", help="one more task whose value is this file's contents")
     p.add_argument("--stdin", action="store_true", help="one task per non-empty stdin line")
     p.add_argument("--base64", action="store_true", help="values are base64-encoded bytes")
-    p.add_argument("--delay", type=_delay, help="seconds until the tasks become available")
+    p.add_argument("--delay", type=delay, help="seconds until the tasks become available")
     p.add_argument("--id", help="explicit task id (one value only)")
 
     p = sub(
@@ -372,7 +335,7 @@ def add_commands(subparsers: Any, parents: list[argparse.ArgumentParser]) -> Non
     p.add_argument("--value", help="new value (text)")
     p.add_argument("--reset", action="store_true", help="reset attempt and err")
     when = p.add_mutually_exclusive_group()
-    when.add_argument("--delay", type=_delay, help="available after this many seconds")
+    when.add_argument("--delay", type=delay, help="available after this many seconds")
     when.add_argument("--now", action="store_true", help="available now")
     p.add_argument("--force", action="store_true", help="act for the task's current holder")
 
