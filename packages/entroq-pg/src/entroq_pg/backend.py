@@ -294,11 +294,12 @@ class PgBackend:
                     continue
                 error = translate(exc, where)
                 if is_connection_error(exc) and not self._closed:
+                    never_ran = server_never_ran_it(exc)
                     up = await self._connection_lost(pool)
-                    if up and not reconnected and (replay_safe or server_never_ran_it(exc)):
+                    if up and not reconnected and (replay_safe or never_ran):
                         reconnected = True
                         continue
-                    if not replay_safe and not server_never_ran_it(exc):
+                    if not replay_safe and not never_ran:
                         error = BackendUnavailable(
                             f"{error}; the connection broke with the {where} sent or about to "
                             "be, so whether it was applied is unknown"
