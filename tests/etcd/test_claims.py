@@ -13,6 +13,7 @@ from entroq_core.errors import DependencyError
 from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest
 from entroq_core.timeutil import utcnow
 from entroq_core.types import TaskData
+from entroq_etcd import ops
 from entroq_etcd.backend import open_backend
 
 HANG_GUARD = 60
@@ -69,6 +70,60 @@ def test_a_waiter_wakes_when_a_future_task_from_another_handle_comes_due(etcd_ur
                 task = await waiter
             assert task.value == b"due"
             assert utcnow() >= at
+        finally:
+            await waiting.aclose()
+            await other.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_wake_up_whose_read_is_behind_the_event_still_claims(etcd_url: str) -> None:
+    """etcd sends a put's watch event before the put is readable, and a member may
+    answer a serializable read from behind: a waiter rung by an insert can read
+    the queue as it was before. Here the waiting handle's serializable reads are
+    answered, while the waiter's retry runs, as etcd answered them at the
+    revision before the insert (header included), which is what such a read
+    returns; the waiter must still claim the task without waiting for its poll."""
+
+    async def run() -> None:
+        waiting = await open_backend(etcd_url)
+        other = await open_backend(etcd_url)
+        real_txn, real_try_claim = waiting._client.txn, waiting.try_claim
+        behind_at = 0  # while set, serializable reads answer as of this revision
+
+        async def txn(request: ops.TxnRequest, *, read_only: bool = False) -> ops.TxnResponse:
+            ranges = [op.request_range for op in request.success if op.HasField("request_range")]
+            if not (behind_at and read_only and ranges and all(r.serializable for r in ranges)):
+                return await real_txn(request, read_only=read_only)
+            old = ops.TxnRequest()
+            old.CopyFrom(request)
+            for op in old.success:
+                op.request_range.revision = behind_at
+            response = await real_txn(old, read_only=True)
+            response.header.revision = behind_at
+            return response
+
+        async def try_claim(request: ClaimRequest) -> object:
+            nonlocal behind_at
+            try:
+                return await real_try_claim(request)
+            finally:
+                behind_at = 0  # the member has caught up by the next try
+
+        waiting._client.txn = txn  # type: ignore[method-assign]
+        waiting.try_claim = try_claim  # type: ignore[method-assign]
+        try:
+            waiter = asyncio.create_task(
+                waiting.claim(ClaimRequest("me", ("behind",), 10_000), poll=NO_POLL)
+            )
+            await asyncio.sleep(0.3)
+            assert not waiter.done()
+            behind_at = (await real_txn(ops.txn(), read_only=True)).header.revision
+            await other.modify(ModifyRequest("x", inserts=(TaskData("behind", value=b"v"),)))
+            async with asyncio.timeout(HANG_GUARD):
+                task = await waiter
+            assert task.value == b"v" and task.claimant == "me"
+            assert waiting.stale_reads >= 1
         finally:
             await waiting.aclose()
             await other.aclose()

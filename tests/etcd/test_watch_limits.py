@@ -93,12 +93,7 @@ def test_many_watches_created_and_dropped_at_once_share_the_stream(etcd_url: str
         async with _two_handles(etcd_url) as (waiting, other):
             for wave in range(3):
                 queues = [f"wave{wave}/{i}" for i in range(4 * LIMIT)]
-                # A finite poll here: with 32 waiters on a loaded machine, about 1 run in
-                # 12 one waiter's retry after its wake-up read the queue without the new
-                # task (serializable reads; 0 in 24 runs with linearizable ones), and
-                # only its poll woke it again. Open; see the session note. What this
-                # test checks is the stream writes, which failed outright before.
-                waiters = [_claim(waiting, q, poll=2.0) for q in queues]
+                waiters = [_claim(waiting, q) for q in queues]
                 await asyncio.sleep(0.5)
                 assert not any(w.done() for w in waiters), [w for w in waiters if w.done()]
                 await _insert(other, *queues)

@@ -95,6 +95,16 @@ def txn(
     return TxnRequest(compare=list(compare), success=list(success), failure=list(failure))
 
 
+def linearizable(request: TxnRequest) -> TxnRequest:
+    """A copy of a read-only Txn whose range reads all go through consensus."""
+    copy = TxnRequest()
+    copy.CopyFrom(request)
+    for op in (*copy.success, *copy.failure):
+        if op.HasField("request_range"):
+            op.request_range.serializable = False
+    return copy
+
+
 def range_results(response: TxnResponse) -> list[RangeResponse]:
     """The range responses of a Txn's taken branch, in operation order."""
     return [r.response_range for r in response.responses if r.HasField("response_range")]

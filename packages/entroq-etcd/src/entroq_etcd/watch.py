@@ -65,6 +65,9 @@ class QueueWatcher:
         self._pending_creates: list[str] = []
         self._sent: set[str] = set()  # queues whose creates went on the current stream
         self._timers: dict[str, _Timers] = {}
+        # Per queue, the revision of the newest put seen: its waiters were rung, or
+        # will be by a timer when it comes due.
+        self._newest_put: dict[str, int] = {}
         self.events = 0  # watch events received (each costs this process a decode)
         self._call: grpc.aio.StreamStreamCall | None = None  # type: ignore[type-arg]
         self._runner: asyncio.Task[None] | None = None
@@ -122,6 +125,17 @@ class QueueWatcher:
                     f"within {timeout:g}s"
                 ) from None
 
+    def newest_put(self, queues: Iterable[str]) -> int:
+        """The revision of the newest put seen on ``queues``, which rang or will ring
+        their waiters (0: none).
+
+        etcd sends a write's watch events before the write is readable (mvcc's
+        watchableStoreTxnWrite.End notifies, then ends the write), and a
+        serializable read may also come from a member that is behind: a read
+        below this revision may not show the task a wake-up was for.
+        """
+        return max((self._newest_put.get(queue, 0) for queue in queues), default=0)
+
     async def aclose(self) -> None:
         """Stop watching."""
         self._closed = True
@@ -149,6 +163,7 @@ class QueueWatcher:
 
     def _drop(self, queue: str) -> None:
         self._queues.pop(queue)
+        self._newest_put.pop(queue, None)
         timers = self._timers.pop(queue, None)
         if timers is not None and timers.handle is not None:
             timers.handle.cancel()
@@ -304,6 +319,8 @@ class QueueWatcher:
                 timers.live.pop(event.kv.key, None)
             return
         now = now_ms()
+        if queue in self._queues:
+            self._newest_put[queue] = max(self._newest_put.get(queue, 0), event.kv.mod_revision)
         if parsed.ready or parsed.at_ms <= now:
             self._wakeups.notify(queue, 1)
             return
