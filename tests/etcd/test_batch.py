@@ -88,6 +88,45 @@ def test_batched_modifications_fail_and_succeed_independently(etcd_url: str) -> 
     asyncio.run(run())
 
 
+def test_modifications_depending_on_what_the_other_deletes_never_both_commit(
+    etcd_url: str,
+) -> None:
+    # etcd judges every nested Txn's compares on the state before the batch: if
+    # these two shared a Txn, each depend would still hold and both would commit.
+    # Sent one after the other, the second's depend names a deleted task.
+    async def run() -> None:
+        backend = await _etcd(etcd_url)
+        try:
+            for _ in range(5):
+                made = await backend.modify(
+                    ModifyRequest("me", inserts=(TaskData("skew"), TaskData("skew")))
+                )
+                x, y = (t.as_id() for t in made.inserted)
+                # Two writes take both in-flight slots, so the next two queue together.
+                fillers = [
+                    backend.modify(ModifyRequest("f", inserts=(TaskData(f"fill{i}"),)))
+                    for i in range(2)
+                ]
+                async with asyncio.timeout(HANG_GUARD):
+                    outcomes = await asyncio.gather(
+                        *fillers,
+                        backend.modify(ModifyRequest("a", deletes=(x,), depends=(y,))),
+                        backend.modify(ModifyRequest("b", deletes=(y,), depends=(x,))),
+                        return_exceptions=True,
+                    )
+                first, second = outcomes[2:]
+                failed = [o for o in (first, second) if isinstance(o, BaseException)]
+                assert len(failed) == 1, outcomes
+                assert isinstance(failed[0], DependencyError), failed
+                assert len(await _all(backend, "skew")) == 1
+                for task in await _all(backend, "skew"):
+                    await backend.modify(ModifyRequest("me", deletes=(task.as_id(),)))
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())
+
+
 def test_inserts_into_one_queue_never_share_a_txn_but_all_land(etcd_url: str) -> None:
     # Each insert writes the queue's registry key: two in one Txn would make
     # etcd refuse the whole Txn, so the batcher keeps them apart.
@@ -153,6 +192,23 @@ def test_requests_with_overlapping_writes_or_too_big_never_share_a_txn() -> None
     assert not batcher.may_share([huge], c)
     blind = PendingTxn(ops.txn())  # writes nothing we can name: no overlap check possible
     assert blind.alone and not batcher.may_share([blind], c)
+
+
+def test_requests_that_compare_or_read_what_another_writes_never_share_a_txn() -> None:
+    batcher = TxnBatcher(EtcdClient(parse("etcd://127.0.0.1:1", {})), 1 << 20)
+    writes_t1 = PendingTxn(ops.txn(success=[ops.delete(b"t/1")]))
+    depends_on_t1 = PendingTxn(ops.txn([ops.version_is(b"t/1", 1)], [ops.delete(b"t/2")]))
+    reads_t1 = PendingTxn(ops.txn(success=[ops.put(b"t/3", b"v"), ops.get(b"t/1")]))
+    unrelated = PendingTxn(ops.txn([ops.version_is(b"t/4", 1)], [ops.delete(b"t/5")]))
+    assert depends_on_t1.reads == frozenset([b"t/1"])
+    assert not batcher.may_share([writes_t1], depends_on_t1)
+    assert not batcher.may_share([depends_on_t1], writes_t1)
+    assert not batcher.may_share([writes_t1], reads_t1)
+    assert not batcher.may_share([unrelated, writes_t1], reads_t1)
+    assert batcher.may_share([writes_t1], unrelated)
+    assert batcher.may_share([depends_on_t1], reads_t1)  # both only read t/1
+    ranged = PendingTxn(ops.txn([ops.absent(b"t/", b"t0")], [ops.put(b"t/6", b"v")]))
+    assert ranged.reads is None and ranged.alone  # a range compare: keys not known
 
 
 def test_batching_can_be_turned_off(etcd_url: str) -> None:

@@ -14,7 +14,12 @@ entroq_core.coalescing's; this module says what may share a Txn and how).
 
 etcd refuses a whole Txn in which two nested Txns write the same key, so a
 batch never holds two requests whose written keys overlap (the later one waits
-for the next batch). If etcd still refuses a batch before applying anything
+for the next batch). etcd also evaluates every nested Txn's compares before
+applying any of them, so a request whose compares or reads touch a key another
+request of the batch writes would be judged on the state before that write:
+two modifications that each depend on the task the other deletes would both
+commit, which no order of sending them alone allows. Such requests never share
+a batch either. If etcd still refuses a batch before applying anything
 (INVALID_ARGUMENT: a duplicate key, too many operations, too large), each of
 its requests is sent again alone, so batching can never make a request fail
 that would have succeeded by itself.
@@ -43,6 +48,8 @@ class PendingTxn:
     def __init__(self, request: ops.TxnRequest, writes: frozenset[bytes] | None = None) -> None:
         self.request = request
         self._writes = writes  # given only by tests that declare them
+        self._reads: frozenset[bytes] | None = None
+        self._reads_known = False
         self._size: int | None = None
 
     @property
@@ -52,6 +59,14 @@ class PendingTxn:
         return self._writes
 
     @property
+    def reads(self) -> frozenset[bytes] | None:
+        """Keys its compares and reads look at (None: a range, so not known)."""
+        if not self._reads_known:
+            self._reads = ops.read_keys(self.request)
+            self._reads_known = True
+        return self._reads
+
+    @property
     def size(self) -> int:
         if self._size is None:
             self._size = self.request.ByteSize()
@@ -59,11 +74,12 @@ class PendingTxn:
 
     @property
     def alone(self) -> bool:
-        """Too big to share a Txn, or writes unknown (no overlap check possible)."""
+        """Too big to share a Txn, or writes or reads unknown (no overlap check possible)."""
         return (
             self.size > MAX_BYTES_TO_BATCH
             or _op_count(self.request) > MAX_OPS_TO_BATCH
             or not self.writes
+            or self.reads is None
         )
 
 
@@ -88,13 +104,14 @@ class TxnBatcher:
         return await self._coalescer.call(PendingTxn(request))
 
     def may_share(self, batch: Sequence[PendingTxn], candidate: PendingTxn) -> bool:
-        """Whether ``candidate`` may join ``batch``'s Txn: etcd refuses a whole Txn
-        in which two nested Txns write one key, and limits a request's size."""
+        """Whether ``candidate`` may join ``batch``'s Txn: no key one of them writes
+        is written, compared or read by the other (see the module doc), and the
+        Txn stays within etcd's request size."""
         if candidate.alone or batch[0].alone:
             return False
         if sum(p.size for p in batch) + candidate.size > self._max_bytes:
             return False
-        return all(p.writes.isdisjoint(candidate.writes) for p in batch)
+        return all(_independent(p, candidate) for p in batch)
 
     async def _send_one(self, pending: PendingTxn) -> ops.TxnResponse:
         return await self._client.txn(pending.request)
@@ -119,6 +136,17 @@ class TxnBatcher:
             own.header.CopyFrom(response.header)
             parts.append(own)
         return parts
+
+
+def _independent(a: PendingTxn, b: PendingTxn) -> bool:
+    """Neither request writes a key the other writes, compares or reads."""
+    a_reads, b_reads = a.reads, b.reads
+    assert a_reads is not None and b_reads is not None  # requests with unknown reads go alone
+    return (
+        a.writes.isdisjoint(b.writes)
+        and a.writes.isdisjoint(b_reads)
+        and b.writes.isdisjoint(a_reads)
+    )
 
 
 def _op_count(request: ops.TxnRequest) -> int:

@@ -124,3 +124,19 @@ def written_keys(request: TxnRequest) -> frozenset[bytes]:
         elif kind == "request_txn":
             return frozenset()
     return frozenset(keys)
+
+
+def read_keys(request: TxnRequest) -> frozenset[bytes] | None:
+    """Keys a Txn compares or reads; None if it compares or reads a range or nests Txns."""
+    keys = {c.key for c in request.compare if not c.range_end}
+    if len(keys) < len(request.compare):
+        return None
+    for op in (*request.success, *request.failure):
+        kind = op.WhichOneof("request")
+        if kind == "request_range":
+            if op.request_range.range_end:
+                return None
+            keys.add(op.request_range.key)
+        elif kind == "request_txn":
+            return None
+    return frozenset(keys)
