@@ -197,9 +197,9 @@ def test_requests_with_overlapping_writes_or_too_big_never_share_a_txn() -> None
 def test_requests_that_compare_or_read_what_another_writes_never_share_a_txn() -> None:
     batcher = TxnBatcher(EtcdClient(parse("etcd://127.0.0.1:1", {})), 1 << 20)
     writes_t1 = PendingTxn(ops.txn(success=[ops.delete(b"t/1")]))
-    depends_on_t1 = PendingTxn(ops.txn([ops.version_is(b"t/1", 1)], [ops.delete(b"t/2")]))
+    depends_on_t1 = PendingTxn(ops.txn([ops.mod_is(b"t/1", 1)], [ops.delete(b"t/2")]))
     reads_t1 = PendingTxn(ops.txn(success=[ops.put(b"t/3", b"v"), ops.get(b"t/1")]))
-    unrelated = PendingTxn(ops.txn([ops.version_is(b"t/4", 1)], [ops.delete(b"t/5")]))
+    unrelated = PendingTxn(ops.txn([ops.mod_is(b"t/4", 1)], [ops.delete(b"t/5")]))
     assert depends_on_t1.reads == frozenset([b"t/1"])
     assert not batcher.may_share([writes_t1], depends_on_t1)
     assert not batcher.may_share([depends_on_t1], writes_t1)

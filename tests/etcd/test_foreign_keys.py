@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from entroq_core.errors import InvalidArgument
+from entroq_core.errors import DependencyError, InvalidArgument
 from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest, TasksRequest
-from entroq_core.types import TaskData
+from entroq_core.types import TaskData, TaskID
 from entroq_etcd.backend import open_backend
 
 from .rawetcd import RawEtcd
@@ -65,6 +65,15 @@ def test_foreign_keys_are_ignored_and_kept(etcd_url: str) -> None:
             with pytest.raises(InvalidArgument) as info:
                 await backend.modify(ModifyRequest("me", inserts=(TaskData("jobs", id="alien"),)))
             assert info.value.field == "inserts[0].id"
+            # No task is there to depend on, whatever version etcd counts for the key.
+            for version in (0, 1):
+                with pytest.raises(DependencyError) as depend_info:
+                    await backend.modify(
+                        ModifyRequest(
+                            "me", inserts=(TaskData("jobs"),), depends=(TaskID("alien", version),)
+                        )
+                    )
+                assert [d.id for d in depend_info.value.depends] == ["alien"]
 
             claimed = set()
             while (

@@ -431,7 +431,8 @@ class EtcdBackend:
     def _cached_state(
         self, request: ModifyRequest, targets: list[str], now: int
     ) -> dict[str, Current] | None:
-        """Cached records of the deletes and changes, if all are known and look fine.
+        """Cached records of the deletes, changes and depends, if all are known and
+        look fine.
 
         Anything that looks like a failure is read again before it is reported:
         a DependencyError is only ever built from what etcd said.
@@ -444,9 +445,16 @@ class EtcdBackend:
             if current.record.leased_by_other(request.claimant, now):
                 return None
             state[task_id] = current
-        wanted = [(d.id, d.version) for d in request.deletes] + [
-            (c.old.id, c.old.version) for c in request.changes
-        ]
+        for d in request.depends:
+            current = self._cache.get(d.id)
+            if current is None or current.record is None:
+                return None
+            state[d.id] = current
+        wanted = (
+            [(d.id, d.version) for d in request.deletes]
+            + [(c.old.id, c.old.version) for c in request.changes]
+            + [(d.id, d.version) for d in request.depends]
+        )
         for task_id, version in wanted:
             record = state[task_id].record
             if record is None or record.version != version:

@@ -69,11 +69,6 @@ def mod_is(key: bytes, revision: int) -> Compare:
     return Compare(key=key, target=Compare.MOD, result=Compare.EQUAL, mod_revision=revision)
 
 
-def version_is(key: bytes, version: int) -> Compare:
-    """The key has been written ``version`` times since it was created (0: absent)."""
-    return Compare(key=key, target=Compare.VERSION, result=Compare.EQUAL, version=version)
-
-
 def absent(key: bytes, end: bytes = b"") -> Compare:
     """No key exists at ``key`` (or, with ``end``, in [key, end))."""
     return Compare(

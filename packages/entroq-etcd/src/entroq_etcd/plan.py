@@ -93,10 +93,6 @@ def diagnose(
     return Verdict(skip=set(skip))
 
 
-_MAX_INT64 = 2**63 - 1
-_NO_VERSION = -1  # no key has it: a compare on it always fails
-
-
 @dataclass
 class Plan:
     """The Txn of one modification attempt and the tasks it will produce."""
@@ -114,11 +110,12 @@ def build(
     keys: KeyLayout,
     now_ms: int,
 ) -> Plan:
-    """Build the single Txn for a modification whose deletes and changes are in ``state``.
+    """Build the single Txn for a modification whose deletes, changes and depends are
+    in ``state``.
 
-    Compares: every delete and change on its record's mod_revision (so the
-    lease and version seen in ``state`` still hold), every depend on its
-    version, every explicit insert id on absence. The failure branch reads
+    Compares: every delete, change and depend on its record's mod_revision (so
+    the lease and version seen in ``state`` still hold), every explicit insert
+    id on absence. The failure branch reads
     every named task, so a failed Txn explains itself in the same round trip.
     """
     modifier = request.claimant
@@ -166,10 +163,9 @@ def build(
         named.append(old.id)
 
     for d in request.depends:
-        # The etcd version of a task key is its EntroQ version + 1 (one put per version).
-        # etcd counts in an int64: a depend on a version past that can never hold.
-        etcd_version = d.version + 1 if d.version < _MAX_INT64 else _NO_VERSION
-        compare.append(ops.version_is(keys.task(d.id), etcd_version))
+        # On the write that was read, not on etcd's version count: a key EntroQ did
+        # not write can have any version, and is no task to depend on.
+        compare.append(ops.mod_is(keys.task(d.id), state[d.id].mod_revision))
         named.append(d.id)
 
     inserted = []
