@@ -34,6 +34,14 @@ class RawEtcd:
         )
         return [kv.key for kv in r.kvs]
 
+    async def compact(self) -> int:
+        """Compact etcd's history up to the current revision; return that revision."""
+        revision = (
+            await self.kv.Range(rpc_pb2.RangeRequest(key=b"\0"), metadata=self.metadata)
+        ).header.revision
+        await self.kv.Compact(rpc_pb2.CompactionRequest(revision=revision), metadata=self.metadata)
+        return revision
+
     async def enable_auth(self, root_password: str) -> None:
         """Create root (with the root role) and switch authentication on."""
         await self.auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="root", password=root_password))

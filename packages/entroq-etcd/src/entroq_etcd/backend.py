@@ -32,7 +32,7 @@ from entroq_core.wakeups import QueueWakeups
 from . import config as config_mod
 from . import ops
 from .batch import TxnBatcher
-from .client import EtcdClient
+from .client import EtcdClient, HistoryCompacted
 from .config import EtcdConfig
 from .keys import HASH_SPACE, QUEUE_MARK, KeyLayout
 from .plan import Current, Insert, Plan, build, claim_ops, current_from, diagnose
@@ -560,9 +560,17 @@ class EtcdBackend:
         ):
             key = start
             while True:
-                result = await self._client.range(
-                    ops.scan(key, end, limit=_PAGE, revision=revision)
-                )
+                try:
+                    result = await self._client.range(
+                        ops.scan(key, end, limit=_PAGE, revision=revision)
+                    )
+                except HistoryCompacted:
+                    # The revision this listing started at is gone (etcd compacts its
+                    # history regularly, and a caller may read slowly): go on from
+                    # here at the latest one. Best-effort, as listings are: a task
+                    # claimed or moved meanwhile may show twice or not at all.
+                    revision = 0
+                    continue
                 revision = revision or result.header.revision
                 batch = []
                 for kv in result.kvs:

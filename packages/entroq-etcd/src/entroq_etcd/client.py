@@ -264,6 +264,10 @@ def _detail(failures: list[str]) -> str:
     return (": " + "; ".join(failures)) if failures else ""
 
 
+class HistoryCompacted(BackendUnavailable):
+    """A read asked for a revision etcd has compacted away."""
+
+
 def _map_error(code: grpc.StatusCode, details: str, endpoint: str, request: Message) -> EntroQError:
     """Turn an etcd failure into the EntroQ error of SPEC section 3."""
     where = f"etcd at {endpoint}: {details}"
@@ -294,5 +298,7 @@ def _map_error(code: grpc.StatusCode, details: str, endpoint: str, request: Mess
         )
     if code == grpc.StatusCode.CANCELLED:
         return BackendUnavailable(f"etcd call cancelled by the server: {where}")
+    if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
+        return HistoryCompacted(where)
     # Anything else (corrupt, compacted, internal) is the store failing, not the caller.
     return BackendUnavailable(where)
