@@ -321,3 +321,31 @@ def test_claimers_sharing_a_handle_keep_the_spare_candidates_of_all_their_reads(
             await backend.aclose()
 
     asyncio.run(run())
+
+
+def test_spare_candidates_of_queues_claimed_from_once_are_not_kept(
+    etcd_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A handle serving per-job queues claims from each once: their leftover
+    # candidates must go once they expire, and never exceed the tracked limit.
+    monkeypatch.setattr(entroq_etcd.backend, "_MAX_TRACKED_QUEUES", 8)
+    monkeypatch.setattr(entroq_etcd.backend, "_SPARE_MS", 300)
+
+    async def run() -> None:
+        backend = await open_backend(etcd_url)
+        try:
+            queues = [f"once/{i}" for i in range(20)]
+            inserts = tuple(TaskData(q) for q in queues for _ in range(4))
+            await backend.modify(ModifyRequest("me", inserts=inserts))
+            for queue in queues:
+                assert await backend.try_claim(ClaimRequest("me", (queue,), 30_000))
+                assert len(backend._spares) <= 8
+            assert backend._spares  # the last queues' leftovers are kept for a while
+            await asyncio.sleep(0.4)
+            await backend.modify(ModifyRequest("me", inserts=(TaskData("last"), TaskData("last"))))
+            assert await backend.try_claim(ClaimRequest("me", ("last",), 30_000))
+            assert list(backend._spares) == ["last"]  # the expired ones went
+        finally:
+            await backend.aclose()
+
+    asyncio.run(run())

@@ -186,7 +186,15 @@ class EtcdBackend:
             held.extend(kv for kv in pool if kv.key not in known)
             del held[:-_MAX_SPARES]
             pool = held
+        self._spares.pop(queue, None)  # re-inserted last: the dict is in expiry order
         self._spares[queue] = (now + _SPARE_MS, pool)
+        # Spares of queues this handle claimed from once and never again would stay
+        # forever: drop the expired ones first in line, and the oldest beyond a limit.
+        while True:
+            oldest = next(iter(self._spares))
+            if self._spares[oldest][0] > now and len(self._spares) <= _MAX_TRACKED_QUEUES:
+                break
+            del self._spares[oldest]
 
     def _drop_spares(self, queue: str, pool: list[ops.KeyValue]) -> None:
         """Forget ``queue``'s spares if ``pool`` is still what is held (another
