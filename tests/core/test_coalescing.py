@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from entroq_core.coalescing import Coalescer
+from entroq_core.coalescing import Coalescer, NotSent
 
 
 class Recorder:
@@ -116,5 +116,25 @@ def test_a_caller_cancelled_while_queued_is_never_sent() -> None:
         with pytest.raises(asyncio.CancelledError):
             await dropped
         assert rec.sends == [[0], [1, 3]]
+
+    asyncio.run(run())
+
+
+def test_a_call_still_queued_at_its_deadline_is_never_sent_and_one_sent_is_awaited() -> None:
+    async def run() -> None:
+        rec = Recorder()
+        co: Coalescer[int, str] = Coalescer(rec.one, rec.many, max_in_flight=1)
+        loop = asyncio.get_running_loop()
+        first = asyncio.create_task(co.call(0, loop.time() + 0.05))  # sent at once
+        await _settle()
+        queued = asyncio.create_task(co.call(1, loop.time() + 0.05))
+        patient = asyncio.create_task(co.call(2, loop.time() + 60))
+        with pytest.raises(NotSent):
+            await queued
+        assert not first.done()  # sent: its own send decides, not the queue deadline
+        rec.release.set()
+        assert await first == "r0" and await patient == "r2"
+        assert rec.sends == [[0], [2]]  # 1 was dropped from the queue unsent
+        assert co.idle
 
     asyncio.run(run())

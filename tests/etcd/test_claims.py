@@ -91,10 +91,12 @@ def test_a_wake_up_whose_read_is_behind_the_event_still_claims(etcd_url: str) ->
         real_txn, real_try_claim = waiting._client.txn, waiting.try_claim
         behind_at = 0  # while set, serializable reads answer as of this revision
 
-        async def txn(request: ops.TxnRequest, *, read_only: bool = False) -> ops.TxnResponse:
+        async def txn(
+            request: ops.TxnRequest, *, read_only: bool = False, deadline: float | None = None
+        ) -> ops.TxnResponse:
             ranges = [op.request_range for op in request.success if op.HasField("request_range")]
             if not (behind_at and read_only and ranges and all(r.serializable for r in ranges)):
-                return await real_txn(request, read_only=read_only)
+                return await real_txn(request, read_only=read_only, deadline=deadline)
             old = ops.TxnRequest()
             old.CopyFrom(request)
             for op in old.success:

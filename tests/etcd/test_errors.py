@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,10 +19,10 @@ from entroq_core.errors import (
     MessageTooLarge,
     PermissionDenied,
 )
-from entroq_core.requests import ClaimRequest, ModifyRequest
+from entroq_core.requests import ClaimRequest, ModifyRequest, TasksRequest
 from entroq_core.types import TaskChange, TaskData, TaskID
 from entroq_etcd.backend import open_backend
-from scripts.servers.etcd import EtcdCluster, free_port
+from scripts.servers.etcd import EtcdCluster, free_port, running_etcd
 
 from .conftest import require_etcd
 from .rawetcd import RawEtcd
@@ -175,6 +177,47 @@ def test_a_closed_backend_refuses_calls(etcd_url: str) -> None:
             await backend.try_claim(ClaimRequest("me", ("q",), 1000))
 
     asyncio.run(run())
+
+
+def test_writes_queued_behind_a_stalled_etcd_fail_by_their_own_deadline() -> None:
+    """etcd stops answering (SIGSTOP) with a dozen writes on one handle: two are in
+    flight, the rest queue behind them. Each must fail within its call_timeout
+    counted from when it was asked, not one call_timeout per send ahead of it
+    (6 s for the last of 12 here), and one never sent must never be applied."""
+    require_etcd()
+    with running_etcd() as cluster:
+        member = cluster.members[0]
+        assert member.proc is not None
+
+        async def run() -> None:
+            backend = await open_backend(cluster.url + "/stall/", call_timeout=1)
+            try:
+                await backend.modify(ModifyRequest("me", inserts=(TaskData("jobs"),)))
+                os.kill(member.proc.pid, signal.SIGSTOP)
+                try:
+                    loop = asyncio.get_running_loop()
+                    started = loop.time()
+
+                    async def insert() -> tuple[float, bool]:
+                        with pytest.raises(BackendUnavailable) as info:
+                            await backend.modify(ModifyRequest("me", inserts=(TaskData("jobs"),)))
+                        return loop.time() - started, "was not sent" in str(info.value)
+
+                    async with asyncio.timeout(HANG_GUARD):
+                        outcomes = await asyncio.gather(*(insert() for _ in range(12)))
+                finally:
+                    os.kill(member.proc.pid, signal.SIGCONT)
+                # 1 s each, and slack for a loaded machine; well short of 6 s.
+                assert max(took for took, _ in outcomes) < 3.0, outcomes
+                not_sent = sum(unsent for _, unsent in outcomes)
+                assert not_sent >= 8, outcomes  # all but the first two sends' writes
+                async with asyncio.timeout(HANG_GUARD):
+                    listed = [t async for t in backend.tasks(TasksRequest(queue="jobs"))]
+                assert 1 <= len(listed) <= 1 + 12 - not_sent
+            finally:
+                await backend.aclose()
+
+        asyncio.run(run())
 
 
 @pytest.fixture(scope="module")

@@ -32,10 +32,15 @@ def _always(batch: Sequence[object], item: object) -> bool:
     return True
 
 
+class NotSent(TimeoutError):
+    """A call's deadline passed while it was still queued: it was never sent."""
+
+
 @dataclass
 class _Waiting(Generic[ItemT, ResultT]):
     item: ItemT
     result: asyncio.Future[ResultT]
+    sent: bool = False
 
 
 class Coalescer(Generic[ItemT, ResultT]):
@@ -66,8 +71,14 @@ class Coalescer(Generic[ItemT, ResultT]):
         """Nothing in flight and nothing queued."""
         return self._in_flight == 0 and not self._queue
 
-    async def call(self, item: ItemT) -> ResultT:
-        """Send ``item`` now if a slot is free and nobody queues, else with the queue."""
+    async def call(self, item: ItemT, queued_until: float | None = None) -> ResultT:
+        """Send ``item`` now if a slot is free and nobody queues, else with the queue.
+
+        ``queued_until`` (event loop time) bounds the wait in the queue: past it an
+        item not yet sent is dropped and NotSent raised, so callers behind a
+        stalled store fail by their deadline rather than one send timeout per
+        batch ahead of them. Once sent, the send's own deadline applies.
+        """
         if self._in_flight < self._max_in_flight and not self._queue:
             self._in_flight += 1
             try:
@@ -75,9 +86,20 @@ class Coalescer(Generic[ItemT, ResultT]):
             finally:
                 self._in_flight -= 1
                 self._dispatch()
-        future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Waiting(item, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ResultT] = loop.create_future()
+        waiting = _Waiting(item, future)
+        self._queue.append(waiting)
         self._dispatch()
+        if queued_until is not None and not future.done():
+            try:
+                await asyncio.wait((future,), timeout=max(0.0, queued_until - loop.time()))
+            except asyncio.CancelledError:
+                future.cancel()  # dropped from the queue if not sent yet
+                raise
+            if not future.done() and not waiting.sent:
+                future.cancel()
+                raise NotSent("still queued behind other calls at its deadline")
         return await future
 
     def _dispatch(self) -> None:
@@ -99,6 +121,7 @@ class Coalescer(Generic[ItemT, ResultT]):
             if waiting.result.done():
                 continue  # its caller was cancelled before it was sent: drop it
             if not batch or (len(batch) < self._max_batch and self._joins(items, waiting.item)):
+                waiting.sent = True
                 batch.append(waiting)
                 items.append(waiting.item)
             else:

@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from entroq_core.coalescing import Coalescer
-from entroq_core.errors import InvalidArgument, MessageTooLarge
+from entroq_core.coalescing import Coalescer, NotSent
+from entroq_core.errors import BackendUnavailable, InvalidArgument, MessageTooLarge
 
 from . import ops
 from .client import EtcdClient
@@ -45,8 +45,14 @@ MAX_BYTES_TO_BATCH = 64 * 1024
 class PendingTxn:
     """A write Txn and, worked out only if it has to wait, what batching needs to know."""
 
-    def __init__(self, request: ops.TxnRequest, writes: frozenset[bytes] | None = None) -> None:
+    def __init__(
+        self,
+        request: ops.TxnRequest,
+        writes: frozenset[bytes] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.request = request
+        self.deadline = deadline  # event loop time; None: call_timeout from when it is sent
         self._writes = writes  # given only by tests that declare them
         self._reads: frozenset[bytes] | None = None
         self._reads_known = False
@@ -100,8 +106,21 @@ class TxnBatcher:
         self.requests_batched = 0  # requests that went in such Txns
 
     async def txn(self, request: ops.TxnRequest) -> ops.TxnResponse:
-        """Run one write Txn, alone at once or in a batch if it would have to wait."""
-        return await self._coalescer.call(PendingTxn(request))
+        """Run one write Txn, alone at once or in a batch if it would have to wait.
+
+        Its call_timeout counts from now, time spent queued included: while etcd
+        does not answer, writes queued behind others fail by their own deadline,
+        never sent, instead of one call_timeout per batch ahead of them.
+        """
+        timeout = self._client.config.call_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            return await self._coalescer.call(PendingTxn(request, deadline=deadline), deadline)
+        except NotSent:
+            raise BackendUnavailable(
+                f"etcd at {self._client.config.describe()} did not take this write within "
+                f"{timeout:g}s (it waited behind others of this handle); it was not sent"
+            ) from None
 
     def may_share(self, batch: Sequence[PendingTxn], candidate: PendingTxn) -> bool:
         """Whether ``candidate`` may join ``batch``'s Txn: no key one of them writes
@@ -114,18 +133,23 @@ class TxnBatcher:
         return all(_independent(p, candidate) for p in batch)
 
     async def _send_one(self, pending: PendingTxn) -> ops.TxnResponse:
-        return await self._client.txn(pending.request)
+        return await self._client.txn(pending.request, deadline=pending.deadline)
 
     async def _send_many(
         self, batch: list[PendingTxn]
     ) -> Sequence[ops.TxnResponse | BaseException]:
         combined = ops.txn(success=[ops.RequestOp(request_txn=p.request) for p in batch])
+        # The newest request's deadline: an old one's nearly spent deadline must not
+        # cut short (and leave unknown the outcome of) the others' write.
+        deadlines = [p.deadline for p in batch]
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
         try:
-            response = await self._client.txn(combined)
+            response = await self._client.txn(combined, deadline=deadline)
         except (InvalidArgument, MessageTooLarge):
             # Refused as a whole before anything was applied: each goes alone.
             return await asyncio.gather(
-                *(self._client.txn(p.request) for p in batch), return_exceptions=True
+                *(self._client.txn(p.request, deadline=p.deadline) for p in batch),
+                return_exceptions=True,
             )
         self.batches_sent += 1
         self.requests_batched += len(batch)

@@ -110,10 +110,16 @@ class EtcdClient:
         return await self.call(_RANGE, request, rpc_pb2.RangeResponse, safe=True)
 
     async def txn(
-        self, request: rpc_pb2.TxnRequest, *, read_only: bool = False
+        self,
+        request: rpc_pb2.TxnRequest,
+        *,
+        read_only: bool = False,
+        deadline: float | None = None,
     ) -> rpc_pb2.TxnResponse:
         """Run a Txn; writes are not retried when their outcome is unknown."""
-        return await self.call(_TXN, request, rpc_pb2.TxnResponse, safe=read_only)
+        return await self.call(
+            _TXN, request, rpc_pb2.TxnResponse, safe=read_only, deadline=deadline
+        )
 
     def watch_stream(self) -> tuple[grpc.aio.StreamStreamCall[Any, Any], str]:
         """Open a Watch stream on the current endpoint; return it and the endpoint."""
@@ -132,13 +138,25 @@ class EtcdClient:
             self._current = (self._current + 1) % len(self.config.endpoints)
 
     async def call(
-        self, method: str, request: Message, response_type: type[Resp], *, safe: bool
+        self,
+        method: str,
+        request: Message,
+        response_type: type[Resp],
+        *,
+        safe: bool,
+        deadline: float | None = None,
     ) -> Resp:
-        """One unary call with failover; ``safe`` calls may be retried elsewhere."""
+        """One unary call with failover; ``safe`` calls may be retried elsewhere.
+
+        ``deadline`` (event loop time) is when the call was asked for plus
+        call_timeout, for a call that waited in a queue first; by default the
+        call_timeout counts from now.
+        """
         if self._closed:
             raise BackendUnavailable("the etcd backend is closed")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.call_timeout
+        if deadline is None:
+            deadline = loop.time() + self.config.call_timeout
         endpoints = self.config.endpoints
         failures: list[str] = []
         reauthenticated = False
