@@ -216,6 +216,25 @@ def test_skip_colliding_inserts_are_dropped_through_the_wire(server: ServerThrea
     run(go())
 
 
+def test_a_dependency_error_naming_thousands_of_tasks_crosses_the_wire(
+    server: ServerThread,
+) -> None:
+    # Every offending task goes in the status details, a trailer: over gRPC's
+    # default metadata limit (16 KiB, about 130 tasks) it came back as
+    # MessageTooLarge, an invalid argument, instead of the dependency error.
+    async def go() -> None:
+        async with await AsyncEntroQ.open(server.url) as eq:
+            q = unique("a-queue-name-of-ordinary-length")
+            done = await eq.modify(inserts=[TaskData(queue=q) for _ in range(3000)])
+            stale = [TaskID(t.id, t.version + 1, t.queue) for t in done.inserted]
+            with pytest.raises(DependencyError) as info:
+                await eq.modify(deletes=stale)
+            assert sorted(d.id for d in info.value.deletes) == sorted(t.id for t in stale)
+            assert len(await eq.tasks(q)) == 3000
+
+    run(go())
+
+
 # --- long claims ----------------------------------------------------------------------------
 
 

@@ -207,10 +207,17 @@ def parse_target(url: str) -> tuple[str, str, dict[str, str]]:
     return scheme, f"{host}:{port}", dict(parse_qsl(parts.query))
 
 
+_MAX_METADATA_BYTES = 1 << 30
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     # The server enforces the size limit; the client accepts whatever it sends.
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", -1),
+    # A dependency error names every offending task in its status details, a
+    # trailer: gRPC's default limits (8 KiB soft, 16 KiB hard) turned one naming
+    # a hundred tasks into RESOURCE_EXHAUSTED. The request that caused it was
+    # within the server's message limit, and so are its details.
+    ("grpc.max_metadata_size", _MAX_METADATA_BYTES),
+    ("grpc.absolute_max_metadata_size", _MAX_METADATA_BYTES),
     # Reconnect to a restarted entroq-svc within a second. gRPC's own backoff
     # grows to two minutes, so after a long outage (a slow deploy) workers would
     # go on failing fast for up to two minutes with the service already back.
