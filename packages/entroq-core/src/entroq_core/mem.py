@@ -26,7 +26,7 @@ from .ids import new_task_id
 from .requests import ClaimRequest, ModifyRequest, QueuesRequest, TasksRequest
 from .timeutil import from_ms, now_ms, to_ms
 from .types import ModifyResult, QueueStats, Task
-from .wakeups import QueueWakeups
+from .wakeups import QueueWakeups, future_arrivals
 
 _rand = random.Random()
 
@@ -226,6 +226,8 @@ class _Store:
                 inserted.append(task)
         for queue, count in woken.items():
             self.wakeups.notify(queue, count)
+        for queue, at in future_arrivals((*inserted, *changed), now).items():
+            self.wakeups.arrival(queue, at)
         return ModifyResult(inserted=tuple(inserted), changed=tuple(changed))
 
     def list_tasks(self, request: TasksRequest) -> list[Task]:

@@ -29,9 +29,9 @@ from entroq_core.errors import (
 )
 from entroq_core.ids import new_task_id
 from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest, TasksRequest
-from entroq_core.timeutil import utcnow
+from entroq_core.timeutil import now_ms, utcnow
 from entroq_core.types import ModifyResult, QueueStats, Task, TaskData, TaskID
-from entroq_core.wakeups import QueueWakeups
+from entroq_core.wakeups import QueueWakeups, future_arrivals
 
 from .config import PgConfig, parse_url
 from .errors import (
@@ -482,8 +482,12 @@ class PgBackend:
             result = await self._call("modify", checked, replay_safe=False)
         for queue, count in ready.items():
             self._wakeups.notify(queue, count)
-        if ready and self._notifier is not None:
+        arrivals = future_arrivals((*result.inserted, *result.changed), now_ms())
+        for queue, at in arrivals.items():
+            self._wakeups.arrival(queue, at)
+        if self._notifier is not None:
             self._notifier.send(ready)
+            self._notifier.send_arrivals(arrivals)
         return result
 
     async def _delete_one(self, gone: _Delete) -> bool:

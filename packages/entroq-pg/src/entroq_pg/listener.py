@@ -3,7 +3,9 @@
 A committing transaction that made tasks available sends one NOTIFY per queue
 with payload ``<sender token>|<count>|<queue>``. Every backend handle listens on
 its schema's channel and rings up to ``count`` local waiters of that queue; its
-own notifications are skipped (it rang its waiters directly at commit). If the
+own notifications are skipped (it rang its waiters directly at commit). One
+that put tasks off to a later time sends ``<sender token>|@<at ms>|<queue>``
+with the earliest, and waiters that would sleep past it look again. If the
 listening connection drops, the listener reconnects with backoff and then wakes
 every waiter, because notifications sent meanwhile are lost; until then waiters
 re-check at the short fallback interval the backend gives the claim loop.
@@ -38,17 +40,35 @@ def channel_name(schema: str) -> str:
 
 
 def payload(token: str, count: int, queue: str) -> str:
-    """Encode one wake-up notification."""
+    """Encode one wake-up notification: ``count`` tasks of ``queue`` available now."""
     return f"{token}|{count}|{queue}"
 
 
+def arrival_payload(token: str, at_ms: int, queue: str) -> str:
+    """Encode one future arrival: a task of ``queue`` comes due at ``at_ms``.
+
+    The ``@`` keeps it apart from a count, and a reader that knows only counts
+    ignores it (its count is not a number).
+    """
+    return f"{token}|@{at_ms}|{queue}"
+
+
 def parse_payload(text: str) -> tuple[str, int, str] | None:
-    """Decode a notification payload, or None if it is not ours."""
+    """Decode a count notification, or None if it is not one of ours."""
     token, _, rest = text.partition("|")
     count, _, queue = rest.partition("|")
     if not queue or not count.isdigit():
         return None
     return token, int(count), queue
+
+
+def parse_arrival(text: str) -> tuple[str, int, str] | None:
+    """Decode an arrival notification (token, at_ms, queue), or None."""
+    token, _, rest = text.partition("|")
+    at, _, queue = rest.partition("|")
+    if not queue or not at.startswith("@") or not at[1:].isdigit():
+        return None
+    return token, int(at[1:]), queue
 
 
 class Listener:
@@ -135,8 +155,13 @@ class Listener:
 
     def _deliver(self, text: str) -> None:
         parsed = parse_payload(text)
-        if parsed is None:
+        if parsed is not None:
+            token, count, queue = parsed
+            if token != self._token:
+                self._wakeups.notify(queue, max(count, 1))
             return
-        token, count, queue = parsed
-        if token != self._token:
-            self._wakeups.notify(queue, max(count, 1))
+        arrival = parse_arrival(text)
+        if arrival is not None:
+            token, at_ms, queue = arrival
+            if token != self._token:
+                self._wakeups.arrival(queue, at_ms)

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from .listener import payload
+from .listener import arrival_payload, payload
 
 log = logging.getLogger("entroq_pg")
 
@@ -36,6 +36,7 @@ class Notifier:
         self._channel = channel
         self._token = token
         self._pending: dict[str, int] = {}
+        self._arrivals: dict[str, int] = {}  # queue -> earliest future at, ms
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -54,6 +55,15 @@ class Notifier:
             return
         for queue, n in counts.items():
             self._pending[queue] = self._pending.get(queue, 0) + n
+        self._idle.clear()
+        self._ready.set()
+
+    def send_arrivals(self, arrivals: dict[str, int]) -> None:
+        """Queue future arrivals (queue -> earliest at, ms); returns at once."""
+        if not arrivals:
+            return
+        for queue, at in arrivals.items():
+            self._arrivals[queue] = min(at, self._arrivals.get(queue, at))
         self._idle.clear()
         self._ready.set()
 
@@ -89,18 +99,18 @@ class Notifier:
             await self._ready.wait()
             self._ready.clear()
             batch, self._pending = self._pending, {}
-            if not batch:
+            arrivals, self._arrivals = self._arrivals, {}
+            if not batch and not arrivals:
                 self._idle.set()
                 continue
             try:
                 conn = await self._connect()
+                queues = [*batch, *arrivals]
+                payloads = [payload(self._token, n, q) for q, n in batch.items()]
+                payloads += [arrival_payload(self._token, at, q) for q, at in arrivals.items()]
                 await conn.execute(
                     self._send_sql,
-                    {
-                        "chan": self._channel,
-                        "queues": list(batch),
-                        "payloads": [payload(self._token, n, q) for q, n in batch.items()],
-                    },
+                    {"chan": self._channel, "queues": queues, "payloads": payloads},
                 )
                 delay = 0.05
             except asyncio.CancelledError:
@@ -109,6 +119,7 @@ class Notifier:
                 log.warning("entroq-pg notifier: %s", exc)
                 for queue, n in batch.items():
                     self._pending[queue] = self._pending.get(queue, 0) + n
+                self.send_arrivals(arrivals)
                 broken, self._conn = self._conn, None
                 if broken is not None:
                     with contextlib.suppress(Exception):

@@ -46,6 +46,9 @@ class ClaimCases:
         with pytest.raises(InvalidArgument) as info:
             await h.eq.try_claim([h.q(), ""], 10)
         assert info.value.field == "queues"
+        with pytest.raises(InvalidArgument) as info:
+            await h.eq.try_claim([h.q(), "q" * 1025], 10)  # names are 1..1024 bytes
+        assert info.value.field == "queues"
         # Nothing was claimed or created by the rejected calls.
         assert await h.eq.queue_stats(prefixes=[h.prefix]) == {}
 
@@ -56,8 +59,9 @@ class ClaimCases:
 
     @conformance
     async def test_claim_sets_exactly_the_claim_fields(self, h: Harness) -> None:
+        payload = bytes(range(256)) * 400  # large and binary: passed through untouched
         [inserted] = (
-            await h.eq.modify(Modification().insert(h.q(), b"payload", attempt=2, err="boom"))
+            await h.eq.modify(Modification().insert(h.q(), payload, attempt=2, err="boom"))
         ).inserted
         other = await h.client()
         before = await h.eq.time()
@@ -69,7 +73,7 @@ class ClaimCases:
         assert claimed.version == inserted.version + 1
         assert claimed.claims == inserted.claims + 1
         assert claimed.claimant == other.claimant
-        assert claimed.value == b"payload"
+        assert claimed.value == payload
         assert claimed.created == inserted.created
         assert (claimed.attempt, claimed.err) == (2, "boom")
         assert before <= claimed.modified <= after
@@ -225,6 +229,21 @@ class ClaimCases:
         at = await h.in_ms(500)
         [task] = (await h.eq.modify(Modification().insert(h.q(), at=at))).inserted
         claimed = await h.eq.claim(h.q(), 10, poll=1.0, timeout=20)
+        assert claimed.id == task.id
+        assert claimed.modified >= at
+
+    @conformance
+    async def test_claim_wakes_for_a_future_task_inserted_while_it_waits(self, h: Harness) -> None:
+        # SPEC section 2: a backend that can, wakes at the earliest known future
+        # arrival; one inserted by another client mid-wait is known too.
+        waiter = asyncio.create_task(h.eq.claim(h.q(), 10, poll=60))
+        await asyncio.sleep(0.2)
+        assert not waiter.done()
+        producer = await h.client()
+        at = await h.in_ms(500)
+        [task] = (await producer.modify(Modification().insert(h.q(), b"later", at=at))).inserted
+        async with asyncio.timeout(15):  # far inside the 60 s poll
+            claimed = await waiter
         assert claimed.id == task.id
         assert claimed.modified >= at
 
