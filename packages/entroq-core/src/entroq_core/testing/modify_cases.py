@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ..client import AsyncEntroQ
 from ..errors import DependencyError, InvalidArgument
 from ..modification import Modification
 from ..requests import ModifyRequest
@@ -51,6 +52,14 @@ class ModifyCases:
         ).inserted
         assert task.id == "job-1-" + h.prefix
         assert task.at == at
+        # A past arrival is kept as given too (only unset means now), and is available.
+        past = datetime(1999, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
+        [early] = (await h.eq.modify(Modification().insert(h.q(), b"y", at=past))).inserted
+        assert early.at == past
+        [stored] = await h.eq.tasks(ids=[early.id])
+        assert stored.at == past
+        claimed = await h.eq.try_claim(h.q(), 10)
+        assert claimed is not None and claimed.id == early.id
 
     @conformance
     async def test_insert_collision_in_any_queue_is_a_dependency_error(self, h: Harness) -> None:
@@ -58,10 +67,12 @@ class ModifyCases:
         [existing] = (await h.eq.modify(Modification().insert(h.q("a"), id=task_id))).inserted
         claimed = await h.eq.try_claim(h.q("a"), 30)
         assert claimed is not None
+        [moved] = (await h.eq.modify(Modification().change(claimed, queue=h.q("c")))).changed
         with pytest.raises(DependencyError) as info:
             await h.eq.modify(Modification().insert(h.q("b"), b"new", id=task_id).insert(h.q("b")))
         err = info.value
-        assert [(i.id, i.version) for i in err.inserts] == [(existing.id, 1)]
+        # Reported with the existing task's CURRENT version and queue (SPEC Modify table).
+        assert [(i.id, i.version, i.queue) for i in err.inserts] == [(existing.id, 2, moved.queue)]
         assert err.only_inserts() and err.has_collisions() and not err.has_missing()
         # Atomic: the second, non-colliding insert was not applied either.
         assert await h.eq.queue_stats(exact=[h.q("b")]) == {}
@@ -81,6 +92,10 @@ class ModifyCases:
         [kept] = await h.eq.tasks(ids=[task_id])
         assert kept == existing
         assert await h.eq.tasks(ids=[other.id]) == []
+        # Nothing left once the collision is dropped: still a success.
+        alone = await h.eq.modify(Modification().insert(h.q(), id=task_id, skip_colliding=True))
+        assert alone.inserted == () and alone.changed == ()
+        assert await h.eq.tasks(ids=[task_id]) == [existing]
 
     @conformance
     async def test_skip_colliding_does_not_hide_other_failures(self, h: Harness) -> None:
@@ -95,6 +110,20 @@ class ModifyCases:
                 .depend(missing)
             )
         assert [d.id for d in info.value.depends] == [missing.id]
+        assert await h.eq.queue_stats(exact=[h.q("fresh")]) == {}
+        # A collision on an insert NOT marked skippable is such a failure too.
+        hard_id = "hard-" + h.prefix
+        [hard] = (await h.eq.modify(Modification().insert(h.q("other"), id=hard_id))).inserted
+        with pytest.raises(DependencyError) as info:
+            await h.eq.modify(
+                Modification()
+                .insert(h.q(), id=task_id, skip_colliding=True)
+                .insert(h.q(), id=hard_id)
+                .insert(h.q("fresh"))
+            )
+        reported = {(i.id, i.version, i.queue) for i in info.value.inserts}
+        assert (hard_id, hard.version, hard.queue) in reported
+        assert {i.id for i in info.value.inserts} <= {task_id, hard_id}
         assert await h.eq.queue_stats(exact=[h.q("fresh")]) == {}
 
     @conformance
@@ -121,7 +150,8 @@ class ModifyCases:
         assert changed.created == task.created
         assert changed.claims == 1
         assert changed.claimant == h.eq.claimant
-        assert changed.modified >= before
+        # modified is now: not the old modified, not the new at.
+        assert before <= changed.modified <= await h.eq.time()
         assert await h.eq.queues(prefixes=[h.prefix]) == {h.q("next"): 1}
 
     @conformance
@@ -133,6 +163,18 @@ class ModifyCases:
         assert released.at == released.modified
         again = await h.eq.try_claim(h.q(), 60)
         assert again is not None and again.version == released.version + 1
+
+    @conformance
+    async def test_change_keeps_a_past_arrival_time(self, h: Harness) -> None:
+        # SPEC: a change sets at "as given"; only unset (or <= 0) means now.
+        [task] = (await h.eq.modify(Modification().insert(h.q()))).inserted
+        past = datetime(2001, 2, 3, 4, 5, 6, 7000, tzinfo=UTC)
+        [changed] = (await h.eq.modify(Modification().change(task, at=past))).changed
+        assert changed.at == past
+        [stored] = await h.eq.tasks(ids=[task.id])
+        assert stored.at == past
+        claimed = await h.eq.try_claim(h.q(), 10)
+        assert claimed is not None and claimed.id == task.id
 
     @conformance
     async def test_renewal_extends_the_lease(self, h: Harness) -> None:
@@ -154,6 +196,56 @@ class ModifyCases:
         [still] = await h.eq.tasks(h.q())
         # Depends are passive: no version bump, no claimant change.
         assert still == b
+
+    @conformance
+    async def test_depend_ignores_another_claimants_lease(self, h: Harness) -> None:
+        # SPEC: depends are passive, with no claimant check (unlike deletes and changes).
+        await h.eq.modify(Modification().insert(h.q()))
+        holder = await h.client()
+        leased = await holder.try_claim(h.q(), 60)
+        assert leased is not None
+        result = await h.eq.modify(Modification().depend(leased).insert(h.q("next")))
+        assert len(result.inserted) == 1
+        assert await h.eq.tasks(ids=[leased.id]) == [leased]
+
+    @conformance
+    async def test_future_insert_is_leased_by_its_inserter(self, h: Harness) -> None:
+        # SPEC section 1: leased by X iff claimant == X and at > now; an insert
+        # sets claimant to the inserter, so a future task is the inserter's lease.
+        inserter = await h.client()
+        future = await h.in_ms(60_000)
+        [task] = (await inserter.modify(Modification().insert(h.q(), at=future))).inserted
+        with pytest.raises(DependencyError) as info:
+            await h.eq.modify(Modification().delete(task))
+        err = info.value
+        assert [i.id for i in err.claims] == [task.id]
+        assert err.deletes == ()
+        assert await h.eq.tasks(h.q(), claimant=h.eq.claimant) == []
+        assert await h.eq.tasks(h.q(), claimant=inserter.claimant) == [task]
+        await inserter.modify(Modification().delete(task))
+        assert await h.eq.queues_empty(exact=[h.q()])
+
+    @conformance
+    async def test_stale_version_of_a_leased_task_is_not_a_claim_failure(self, h: Harness) -> None:
+        # SPEC Modify table: "claim" is for the RIGHT version leased by another;
+        # a wrong version is reported as a change or delete failure even if leased.
+        await h.eq.modify(Modification().insert(h.q()).insert(h.q()))
+        first = await h.eq.try_claim(h.q(), 60)
+        second = await h.eq.try_claim(h.q(), 60)
+        assert first is not None and second is not None
+        other = await h.client()
+        stale_change = TaskID(first.id, first.version + 1, first.queue)
+        stale_delete = TaskID(second.id, second.version + 1, second.queue)
+        with pytest.raises(DependencyError) as info:
+            await other.modify(
+                Modification()
+                .add_change(TaskChange(stale_change, first.as_data()))
+                .delete(stale_delete)
+            )
+        err = info.value
+        assert [(c.id, c.version) for c in err.changes] == [(first.id, first.version + 1)]
+        assert [(d.id, d.version) for d in err.deletes] == [(second.id, second.version + 1)]
+        assert err.claims == ()
 
     @conformance
     async def test_dependency_error_reports_every_failure_together(self, h: Harness) -> None:
@@ -294,6 +386,10 @@ class ModifyCases:
         with pytest.raises(InvalidArgument) as info:
             await h.eq.modify(Modification().insert(ok_queue + "q"))
         assert info.value.field == "inserts[0].queue"
+        with pytest.raises(InvalidArgument) as info:
+            await h.eq.modify(Modification().change(task, queue=ok_queue + "q"))
+        assert info.value.field == "changes[0].new.queue"
+        assert await h.eq.tasks(ids=[task.id]) == [task]
         # Limits count UTF-8 bytes, not characters.
         with pytest.raises(InvalidArgument):
             await h.eq.modify(Modification().insert(h.prefix + "é" * 512))
@@ -303,6 +399,29 @@ class ModifyCases:
         unique_id = (uuid.uuid4().hex * 4)[:128]
         [long_id] = (await h.eq.modify(Modification().insert(h.q(), id=unique_id))).inserted
         assert long_id.id == unique_id
+
+    @conformance
+    async def test_claimant_ids_are_limited_to_128_bytes(self, h: Harness) -> None:
+        longest = (uuid.uuid4().hex * 4)[:128]
+        holder = await h.client(claimant=longest)
+        [task] = (await holder.modify(Modification().insert(h.q()))).inserted
+        assert task.claimant == longest
+        claimed = await holder.try_claim(h.q(), 60)
+        assert claimed is not None and claimed.claimant == longest
+        # Stored whole: the claimant filter still recognises the holder.
+        assert await h.eq.tasks(h.q(), claimant=longest) == [claimed]
+        assert await h.eq.tasks(h.q(), claimant=h.eq.claimant) == []
+        for too_long in ("c" * 129, "é" * 65):  # limits count UTF-8 bytes
+            with pytest.raises(InvalidArgument) as info:
+                await h.eq.modify(Modification().insert(h.q()), claimant=too_long)
+            assert info.value.field == "claimant"
+            with pytest.raises(InvalidArgument) as info:
+                await h.eq.tasks(h.q(), claimant=too_long)
+            assert info.value.field == "claimant"
+            with pytest.raises(InvalidArgument) as info:
+                AsyncEntroQ(h.eq.backend, claimant=too_long)
+            assert info.value.field == "claimant"
+        assert await h.eq.queues(exact=[h.q()]) == {h.q(): 1}
 
     @conformance
     async def test_times_have_millisecond_precision(self, h: Harness) -> None:

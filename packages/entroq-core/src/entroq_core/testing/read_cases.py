@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -67,6 +68,23 @@ class ReadCases:
         assert len(await h.eq.tasks(h.q())) == 3
 
     @conformance
+    async def test_tasks_limit_counts_only_tasks_that_pass_the_filters(self, h: Harness) -> None:
+        inserted = (
+            await h.eq.modify(Modification().insert(h.q()).insert(h.q()).insert(h.q()))
+        ).inserted
+        holder = await h.client()
+        taken = await holder.try_claim(h.q(), 60)
+        assert taken is not None
+        free = [t.id for t in inserted if t.id != taken.id]
+        # An unknown id and another's lease come first: neither may use up the limit.
+        ids = ["unknown-" + h.prefix, taken.id, *free]
+        mine = h.eq.claimant
+        assert [t.id for t in await h.eq.tasks(ids=ids, claimant=mine, limit=1)] == free[:1]
+        assert [t.id for t in await h.eq.tasks(ids=ids, claimant=mine, limit=5)] == free
+        by_queue = await h.eq.tasks(h.q(), claimant=mine, limit=2)
+        assert {t.id for t in by_queue} == set(free)
+
+    @conformance
     async def test_stream_tasks_matches_tasks(self, h: Harness) -> None:
         mod = Modification()
         for i in range(250):
@@ -76,6 +94,11 @@ class ReadCases:
         listed = await h.eq.tasks(h.q())
         assert len(streamed) == 250
         assert {t.id: t for t in streamed} == {t.id: t for t in listed}
+        # By ids too: in the order asked, and omit_values empties values only.
+        picked = [listed[7].id, listed[3].id, listed[200].id]
+        by_id = {t.id: t for t in listed}
+        bare = [t async for t in h.eq.stream_tasks(ids=picked, omit_values=True)]
+        assert bare == [dataclasses.replace(by_id[i], value=b"") for i in picked]
 
     @conformance
     async def test_queue_selection(self, h: Harness) -> None:
@@ -93,6 +116,14 @@ class ReadCases:
         for limit in (1, 3, 4, 10):
             limited = await h.eq.queue_stats(prefixes=[h.prefix], limit=limit)
             assert len(limited) == min(limit, 4)
+        # The limit counts matching queues: absent exact names take no slot, and a
+        # queue matched by both a prefix and an exact name is one match.
+        got = await h.eq.queues(exact=[h.q("nope"), h.q("beta")], limit=1)
+        assert got == {h.q("beta"): 2}
+        got = await h.eq.queues(prefixes=[h.q("alpha/")], exact=[h.q("nope"), h.q("beta")], limit=3)
+        assert set(got) == {h.q("alpha/1"), h.q("alpha/2"), h.q("beta")}
+        got = await h.eq.queues(prefixes=[h.q("alpha/")], exact=[h.q("alpha/1")], limit=2)
+        assert set(got) == {h.q("alpha/1"), h.q("alpha/2")}
         assert await h.eq.queues_empty(exact=[h.q("nope")])
         assert not await h.eq.queues_empty(prefixes=[h.q("alpha")])
 
@@ -149,6 +180,45 @@ class ReadCases:
         assert stats.num_available == 0
         assert stats.max_claims == 2
         assert stats.num_available + stats.num_claimed + stats.num_future == stats.num_tasks
+
+    @conformance
+    async def test_stats_split_future_tasks_by_claims_not_by_history(self, h: Harness) -> None:
+        # SPEC QueueStats: at > now is "claimed" if claims > 0 and "future" if
+        # claims == 0, however at got there; at <= now is available.
+        future = await h.in_ms(3_600_000)
+        await h.eq.modify(Modification().insert(h.q()))
+        claimed = await h.eq.try_claim(h.q(), 60)
+        assert claimed is not None
+        # Claimed once, then put off by a change: still counted as claimed.
+        await h.eq.modify(Modification().change(claimed, at=future))
+        # Claimed elsewhere, then moved here and released: available.
+        await h.eq.modify(Modification().insert(h.q("x")))
+        moved = await h.eq.try_claim(h.q("x"), 60)
+        assert moved is not None
+        await h.eq.modify(Modification().change(moved, queue=h.q()))
+        # Never claimed, inserted for later: future.
+        await h.eq.modify(Modification().insert(h.q(), at=future))
+        stats = (await h.eq.queue_stats(exact=[h.q()]))[h.q()]
+        assert (stats.num_available, stats.num_claimed, stats.num_future) == (1, 1, 1)
+        assert (stats.num_tasks, stats.max_claims) == (3, 1)
+
+    @conformance
+    async def test_max_claims_follows_tasks_moved_and_deleted(self, h: Harness) -> None:
+        [busy] = (await h.eq.modify(Modification().insert(h.q("a")))).inserted
+        for _ in range(2):
+            claimed = await h.eq.try_claim(h.q("a"), 60)
+            assert claimed is not None
+            [busy] = (await h.eq.modify(Modification().change(claimed))).changed
+        assert busy.claims == 2  # a change keeps claims
+        await h.eq.modify(Modification().insert(h.q("a")))
+        assert (await h.eq.queue_stats(exact=[h.q("a")]))[h.q("a")].max_claims == 2
+        [busy] = (await h.eq.modify(Modification().change(busy, queue=h.q("b")))).changed
+        await h.eq.modify(Modification().insert(h.q("b")))
+        stats = await h.eq.queue_stats(prefixes=[h.prefix])
+        assert (stats[h.q("a")].max_claims, stats[h.q("b")].max_claims) == (0, 2)
+        await h.eq.modify(Modification().delete(busy))
+        stats = await h.eq.queue_stats(prefixes=[h.prefix])
+        assert (stats[h.q("a")].max_claims, stats[h.q("b")].max_claims) == (0, 0)
 
     @conformance
     async def test_stats_count_available_and_expired(self, h: Harness) -> None:
