@@ -226,7 +226,7 @@ class _Store:
                 inserted.append(task)
         for queue, count in woken.items():
             self.wakeups.notify(queue, count)
-        for queue, at in future_arrivals((*inserted, *changed), now).items():
+        for queue, at in future_arrivals((*inserted, *changed)).items():
             self.wakeups.arrival(queue, at)
         return ModifyResult(inserted=tuple(inserted), changed=tuple(changed))
 

@@ -133,12 +133,17 @@ class QueueWakeups:
             w.ring()
 
 
-def future_arrivals(tasks: Iterable[Task], now: int) -> dict[str, int]:
-    """Per queue, the earliest ``at`` (ms) after ``now`` among ``tasks``: what a
-    modification announces with :meth:`QueueWakeups.arrival`."""
+def future_arrivals(tasks: Iterable[Task]) -> dict[str, int]:
+    """Per queue, the earliest ``at`` (ms) among the just written ``tasks`` that
+    are not yet due: what a modification announces with :meth:`QueueWakeups.arrival`.
+
+    "Not yet due" is judged against each task's ``modified``, the store's own
+    clock at the write: a client clock behind the database's would otherwise
+    take every task written for now as a future one and wake every waiter.
+    """
     arrivals: dict[str, int] = {}
     for task in tasks:
         at = to_ms(task.at)
-        if at > now and at < arrivals.get(task.queue, at + 1):
+        if at > to_ms(task.modified) and at < arrivals.get(task.queue, at + 1):
             arrivals[task.queue] = at
     return arrivals

@@ -29,7 +29,7 @@ from entroq_core.errors import (
 )
 from entroq_core.ids import new_task_id
 from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest, TasksRequest
-from entroq_core.timeutil import now_ms, utcnow
+from entroq_core.timeutil import utcnow
 from entroq_core.types import ModifyResult, QueueStats, Task, TaskData, TaskID
 from entroq_core.wakeups import QueueWakeups, future_arrivals
 
@@ -482,7 +482,7 @@ class PgBackend:
             result = await self._call("modify", checked, replay_safe=False)
         for queue, count in ready.items():
             self._wakeups.notify(queue, count)
-        arrivals = future_arrivals((*result.inserted, *result.changed), now_ms())
+        arrivals = future_arrivals((*result.inserted, *result.changed))
         for queue, at in arrivals.items():
             self._wakeups.arrival(queue, at)
         if self._notifier is not None:
