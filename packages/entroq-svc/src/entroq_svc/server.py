@@ -33,6 +33,9 @@ MAX_MESSAGE_MB = 2047
 # At shutdown, once no EntroQ call is in flight: how long grpc gets to finish
 # stopping by itself before the calls it still holds are ended.
 _SETTLE_SECONDS = 0.5
+# How long calls cancelled at the end of the grace get to end (take back what
+# they started in the backend) before the backend closes under them.
+_CANCELLED_CALLS_SECONDS = 10.0
 
 # Room for the rest of a request around a value of the maximum size.
 _ENVELOPE_BYTES = 64 * 1024
@@ -191,8 +194,29 @@ class EntroQServer:
         finally:
             # Even if this stop is cancelled: the server stops and the backend closes.
             await stopping
+            await self._let_cancelled_calls_end()
             await self._servicer.backend.aclose()
         log.info("stopped")
+
+    async def _let_cancelled_calls_end(self) -> None:
+        """Wait for the calls grpc cancelled at the end of the grace to finish.
+
+        grpc's stop returns once it has cancelled them, not once they have ended.
+        A cancelled Modify may still be taking its statement back (psycopg asks
+        PostgreSQL to cancel it and waits for that); cut short by the process
+        exiting, the statement ran on and committed while its client was told the
+        call failed, and a retry then applied it twice.
+        """
+        if not self._in_flight.count:
+            return
+        try:
+            async with asyncio.timeout(_CANCELLED_CALLS_SECONDS):
+                await self._in_flight.none_in_flight()
+        except TimeoutError:
+            log.warning(
+                "calls still ending after the grace; closing the backend under them",
+                extra={"calls": self._in_flight.count},
+            )
 
     async def _end_unserved_calls(self, stopping: asyncio.Future[None]) -> None:
         """Once no EntroQ call is in flight, end the rest instead of waiting out the grace.
