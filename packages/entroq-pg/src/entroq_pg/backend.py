@@ -8,7 +8,7 @@ import logging
 import random
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -93,6 +93,11 @@ MAX_IDLE_LANES = 256
 FALLBACK_POLL_SECONDS = 1.0
 # Larger listings come through a server-side cursor in pages of this size.
 PAGE_SIZE = 1000
+# A listing reads values by id in groups of about this many bytes, so a page of
+# large values is never in memory at once.
+_VALUE_BYTES_PER_READ = 4 * 1024 * 1024
+# Before every arrival time a task can have (the claim index's order starts here).
+_LISTING_START = datetime(1, 1, 2, tzinfo=UTC)
 # Python cannot represent later instants; a lease ending after this is refused.
 LATEST_LEASE_END = datetime(9999, 12, 1, tzinfo=UTC)
 # Leases this long end before LATEST_LEASE_END for any clock before the year 9000.
@@ -105,6 +110,21 @@ def _utc(when: datetime) -> datetime:
     if when.utcoffset() == ZERO:
         return when.replace(tzinfo=UTC)
     return when.astimezone(UTC)
+
+
+def _by_size(rows: list[Row], budget: int) -> Iterator[list[Row]]:
+    """Consecutive groups of listing rows whose values (column 13) add up to at
+    most ``budget`` bytes, each with at least one row."""
+    group: list[Row] = []
+    size = 0
+    for row in rows:
+        if group and size + row[13] > budget:
+            yield group
+            group, size = [], 0
+        group.append(row)
+        size += row[13]
+    if group:
+        yield group
 
 
 def row_to_task(row: Row) -> Task:
@@ -811,16 +831,17 @@ class PgBackend:
     # --- reading ---------------------------------------------------------
 
     async def tasks(self, request: TasksRequest) -> AsyncIterator[Task]:
-        """Yield the matching tasks, paging through a server-side cursor for big listings."""
-        sql = self._sql
-        params: dict[str, Any] = {
-            "q": request.queue or None,
-            "claimant": request.claimant or None,
-            "limit": request.limit or None,
-        }
+        """Yield the matching tasks: by ids in one query, a queue a page at a time."""
         if request.ids:
-            params["ids"] = list(request.ids)
-            statement = sql.tasks_by_ids_no_value if request.omit_values else sql.tasks_by_ids
+            statement = (
+                self._sql.tasks_by_ids_no_value if request.omit_values else self._sql.tasks_by_ids
+            )
+            params = {
+                "ids": list(request.ids),
+                "q": request.queue or None,
+                "claimant": request.claimant or None,
+                "limit": request.limit or None,
+            }
 
             async def fetch_all(conn: Conn) -> list[Task]:
                 cur = await conn.cursor(binary=True).execute(statement, params)
@@ -829,41 +850,63 @@ class PgBackend:
             for task in await self._call("tasks", fetch_all, replay_safe=True):
                 yield task
             return
-        statement = sql.tasks_by_queue_no_value if request.omit_values else sql.tasks_by_queue
-        if request.limit and request.limit <= PAGE_SIZE:
-
-            async def fetch_some(conn: Conn) -> list[Task]:
-                cur = await conn.cursor(binary=True).execute(statement, params)
-                return [row_to_task(r) for r in await cur.fetchall()]
-
-            for task in await self._call("tasks", fetch_some, replay_safe=True):
-                yield task
-            return
-        async for task in self._stream(statement, params):
+        left = request.limit or -1
+        async for task in self._pages(request):
             yield task
+            left -= 1
+            if left == 0:
+                return
 
-    async def _stream(self, statement: str, params: dict[str, Any]) -> AsyncIterator[Task]:
-        if self._closed or self._pool is None:
-            raise BackendUnavailable("tasks: the pg backend is closed")
-        if self._down_reason:
-            raise BackendUnavailable(f"tasks: {self._down_reason}")
-        try:
-            async with self._pool.connection() as conn, conn.transaction():
-                cur = conn.cursor(f"entroq_tasks_{uuid.uuid4().hex[:8]}", binary=True)
-                await cur.execute(statement, params)
-                while True:
-                    rows = await cur.fetchmany(PAGE_SIZE)
-                    for row in rows:
-                        yield row_to_task(row)
-                    if len(rows) < PAGE_SIZE:
-                        break
-                await cur.close()
-        except EntroQError:
-            raise
-        except Exception as exc:
-            if is_connection_error(exc) and self._pool is not None:
-                await self._connection_lost(self._pool)
-            raise translate(exc, "tasks") from None
+    async def _pages(self, request: TasksRequest) -> AsyncIterator[Task]:
+        """A queue's tasks a page at a time, no connection held between pages.
+
+        Best-effort, as listings are: a task whose arrival time changes while
+        the listing runs may be listed twice or not at all.
+        """
+        params: dict[str, Any] = {
+            "q": request.queue,
+            "claimant": request.claimant or None,
+            "page": min(PAGE_SIZE, request.limit) if request.limit else PAGE_SIZE,
+            "at": _LISTING_START,
+            "rnd": -(2**31),
+            "id": "",
+        }
+
+        async def page(conn: Conn) -> list[Row]:
+            cur = await conn.cursor(binary=True).execute(self._sql.tasks_page, params)
+            return await cur.fetchall()
+
+        while True:
+            rows = await self._call("tasks", page, replay_safe=True)
+            if not rows:
+                return
+            last = rows[-1]
+            params.update(at=last[11], rnd=last[12], id=last[1])
+            shown = [row for row in rows if row[14]]
+            if request.omit_values:
+                for row in shown:
+                    yield row_to_task(row)
+            else:
+                for group in _by_size(shown, _VALUE_BYTES_PER_READ):
+                    for task in await self._with_values(request, [row[1] for row in group]):
+                        yield task
+            if len(rows) < params["page"]:
+                return
+
+    async def _with_values(self, request: TasksRequest, ids: list[str]) -> list[Task]:
+        """The tasks ``ids`` (as they are now, values included) that still match."""
+        params = {
+            "ids": ids,
+            "q": request.queue,
+            "claimant": request.claimant or None,
+            "limit": None,
+        }
+
+        async def fetch(conn: Conn) -> list[Task]:
+            cur = await conn.cursor(binary=True).execute(self._sql.tasks_by_ids, params)
+            return [row_to_task(r) for r in await cur.fetchall()]
+
+        return await self._call("tasks", fetch, replay_safe=True)
 
     async def queue_stats(self, request: QueuesRequest) -> dict[str, QueueStats]:
         """Return stats for the matching queues, in name order."""

@@ -56,10 +56,9 @@ class Statements:
     delete: str
     change: str
     insert: str
-    tasks_by_queue: str
-    tasks_by_queue_no_value: str
     tasks_by_ids: str
     tasks_by_ids_no_value: str
+    tasks_page: str
     stats: str
     time: str
 
@@ -196,7 +195,19 @@ def render(schema: str) -> Statements:
         RETURNING {TASK_COLUMNS}, at <= {NOW}
     """
     claimant_filter = f"AND (%(claimant)s::text IS NULL OR claimant = %(claimant)s OR at <= {NOW})"
-    by_queue = f"SELECT {{cols}} FROM {t} WHERE queue = %(q)s {claimant_filter} LIMIT %(limit)s"
+    # A long listing reads the queue a page at a time along the claim index, in
+    # (at, rnd, id) order, each page its own short query: a reader that stalls
+    # holds no connection (a held cursor let a few slow readers take the whole
+    # pool). Values are not read here (they are fetched by id, a few MiB at a
+    # time); the last column says whether the claimant filter lets the row through.
+    page = f"""
+        SELECT {TASK_COLUMNS_NO_VALUE}, at, rnd, octet_length(value),
+               (%(claimant)s::text IS NULL OR claimant = %(claimant)s OR at <= {NOW})
+        FROM {t}
+        WHERE queue = %(q)s AND (at, rnd) >= (%(at)s, %(rnd)s)
+          AND (at, rnd, id) > (%(at)s, %(rnd)s, %(id)s)
+        ORDER BY at, rnd, id LIMIT %(page)s
+    """
     by_ids = f"""
         SELECT {{cols}} FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS r(rid, ord)
         JOIN {t} ON id = r.rid
@@ -237,10 +248,9 @@ def render(schema: str) -> Statements:
         delete=delete,
         change=change,
         insert=insert,
-        tasks_by_queue=by_queue.format(cols=TASK_COLUMNS),
-        tasks_by_queue_no_value=by_queue.format(cols=TASK_COLUMNS_NO_VALUE),
         tasks_by_ids=by_ids.format(cols=TASK_COLUMNS),
         tasks_by_ids_no_value=by_ids.format(cols=TASK_COLUMNS_NO_VALUE),
+        tasks_page=page,
         stats=stats,
         time="SELECT date_trunc('milliseconds', clock_timestamp())",
     )
