@@ -240,6 +240,17 @@ def auth_etcd() -> Iterator[EtcdCluster]:
         cluster.stop()
 
 
+def test_credentials_for_an_etcd_without_auth_are_an_authentication_error(
+    etcd_url: str,
+) -> None:
+    # Not "unavailable": no retry fixes it, so entroq-svc exits 2, not 3.
+    async def run() -> None:
+        with pytest.raises(AuthenticationError, match="not enabled"):
+            await open_backend(etcd_url + "?user=root&password=x")
+
+    asyncio.run(run())
+
+
 def test_wrong_password_is_an_authentication_error(auth_etcd: EtcdCluster) -> None:
     async def run() -> None:
         async with asyncio.timeout(HANG_GUARD):

@@ -38,9 +38,17 @@ def test_nothing_listening_is_backend_unavailable() -> None:
 
 
 def test_missing_database_is_one_clear_error(pg_url: str) -> None:
+    # Not "unavailable": no retry brings the database, so entroq-svc exits 2.
     base = pg_url.rsplit("/", 1)[0]
-    with pytest.raises(BackendUnavailable, match="no_such_db"):
+    with pytest.raises(InvalidArgument, match="no_such_db") as info:
         asyncio.run(entroq_pg.open_backend(f"{base}/no_such_db"))
+    assert (info.value.field, info.value.value) == ("database", "no_such_db")
+
+
+def test_ssl_required_of_a_server_without_it_is_invalid(pg_url: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        asyncio.run(entroq_pg.open_backend(f"{pg_url}?sslmode=require"))
+    assert info.value.field == "sslmode"
 
 
 @pytest.mark.parametrize(

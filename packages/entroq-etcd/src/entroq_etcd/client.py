@@ -291,6 +291,9 @@ def _map_error(code: grpc.StatusCode, details: str, endpoint: str, request: Mess
     where = f"etcd at {endpoint}: {details}"
     if "authentication failed" in details or "user name is empty" in details:
         return AuthenticationError(where)
+    if "authentication is not enabled" in details:
+        # Credentials given to an etcd without auth: a setting to fix, not an outage.
+        return AuthenticationError(f"{where} (give no user and password, or enable auth)")
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return AuthenticationError(where)
     if code == grpc.StatusCode.PERMISSION_DENIED:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 from psycopg import errors as pgerr
 from psycopg_pool import PoolClosed, PoolTimeout
@@ -110,6 +112,9 @@ _AUTH_PHRASES = (
 )
 
 
+_MISSING_DATABASE = re.compile(r'database "(.*?)" does not exist')
+
+
 def translate_connect(exc: BaseException, where: str) -> EntroQError:
     """Map a failure to open a connection: credentials, address, or the server's state."""
     if isinstance(exc, psycopg.OperationalError) and not exc.sqlstate:
@@ -117,6 +122,16 @@ def translate_connect(exc: BaseException, where: str) -> EntroQError:
         lowered = text.lower()
         if any(p in lowered for p in _AUTH_PHRASES):
             return AuthenticationError(f"{where}: PostgreSQL refused the credentials: {text}")
+        # Settings no retry can fix: a supervisor must not restart on them forever.
+        missing = _MISSING_DATABASE.search(text)
+        if missing:
+            return InvalidArgument(
+                "database", missing.group(1), f"{where}: PostgreSQL has no such database"
+            )
+        if "server does not support ssl" in lowered:
+            return InvalidArgument(
+                "sslmode", "require", f"{where}: the server does not offer SSL: {text}"
+            )
         return BackendUnavailable(f"{where}: cannot connect: {text}")
     return translate(exc, where)
 
