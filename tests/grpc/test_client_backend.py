@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -359,6 +361,33 @@ def test_leaving_a_stream_early_is_clean(server: ServerThread) -> None:
             assert len(await eq.tasks(q)) == 2000
 
     run(go())
+
+
+def test_a_client_cancelling_a_blocked_stream_is_no_server_error(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The client reads one message and stops; the server's next send waits on flow
+    # control until the client cancels. That is an ordinary end of a call: grpc
+    # logged each one at ERROR with a traceback, an alarm for every pager closed.
+    async def go() -> None:
+        q = unique()
+        async with await AsyncEntroQ.open(server.url) as eq:
+            for _ in range(10):
+                await eq.modify(inserts=[TaskData(queue=q, value=b"x" * 20_000)] * 300)
+        for _ in range(3):
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                call = entroq_pb2_grpc.EntroQStub(channel).StreamTasks(pb.TasksRequest(queue=q))
+                async for _message in call:
+                    break
+                await asyncio.sleep(1.0)  # the server's sends now wait on flow control
+                call.cancel()
+        async with await AsyncEntroQ.open(server.url) as eq:
+            assert len(await eq.tasks(q, omit_values=True)) == 3000  # still serving
+
+    with caplog.at_level(logging.WARNING):
+        run(go())
+        time.sleep(0.5)  # the server's handlers end after the clients have gone
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_a_ten_mib_value_round_trips(server: ServerThread) -> None:

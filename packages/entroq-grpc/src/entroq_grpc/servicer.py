@@ -145,15 +145,22 @@ class EntroQServicer:
         self,
         name: str,
         fn: Callable[[Any], AsyncIterator[Message]],
-    ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Message]]:
-        async def handle(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Message]:
+    ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]:
+        # Messages go out with context.write rather than by yielding: a client that
+        # cancels while a send waits on flow control fails the write, and grpc
+        # logged each such failure of a yielded message as an error with a traceback.
+        async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
             try:
                 if isinstance(request, convert.Undecodable):
                     raise request.invalid()
                 async for message in fn(request):
-                    yield message
+                    try:
+                        await context.write(message)
+                    except Exception as exc:
+                        # Only a call that is over refuses a write (cancelled, or
+                        # the client gone): there is no one left to tell.
+                        log.debug("%s ended by the client mid-stream: %r", name, exc)
+                        return
                 return
             except Exception as exc:  # every exception becomes a proper status
                 failure = self._failure(name, exc)

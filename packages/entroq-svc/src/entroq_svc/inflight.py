@@ -13,6 +13,7 @@ wait out its grace, as it did before this counter.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -74,9 +75,10 @@ def _ending_with(
     """``handler`` with ``on_end`` called once its call is over.
 
     Every ``proto.EntroQ`` method takes one request message, answered with one
-    message or a stream; a handler of any other kind is returned as it is and
-    uncounted at once. The behaviours of a grpc.aio handler are coroutines or
-    async generators; the type stubs describe the synchronous API, hence ``Any``.
+    message or a stream (yielded, or written with ``context.write``); a handler
+    of any other kind is returned as it is and uncounted at once. The behaviours
+    of a grpc.aio handler are coroutines or async generators; the type stubs
+    describe the synchronous API, hence ``Any``.
     """
     original: Any = handler
 
@@ -94,7 +96,7 @@ def _ending_with(
             return await original.unary_unary(request, context)
 
         return grpc.unary_unary_rpc_method_handler(unary, **options)
-    if original.unary_stream is not None:
+    if original.unary_stream is not None and inspect.isasyncgenfunction(original.unary_stream):
 
         async def streaming(request: Any, context: Any) -> AsyncIterator[Any]:
             watch(context)
@@ -102,5 +104,12 @@ def _ending_with(
                 yield message
 
         return grpc.unary_stream_rpc_method_handler(streaming, **options)
+    if original.unary_stream is not None:  # writes its messages with context.write
+
+        async def writing(request: Any, context: Any) -> None:
+            watch(context)
+            await original.unary_stream(request, context)
+
+        return grpc.unary_stream_rpc_method_handler(writing, **options)
     on_end()
     return handler
