@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from entroq_core.errors import (
     MessageTooLarge,
     PermissionDenied,
 )
-from entroq_core.requests import ClaimRequest, ModifyRequest, TasksRequest
+from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest, TasksRequest
 from entroq_core.types import TaskChange, TaskData, TaskID
 from entroq_etcd.backend import open_backend
 from scripts.servers.etcd import EtcdCluster, free_port, running_etcd
@@ -218,6 +219,53 @@ def test_writes_queued_behind_a_stalled_etcd_fail_by_their_own_deadline() -> Non
                 await backend.aclose()
 
         asyncio.run(run())
+
+
+def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
+    require_etcd()
+    with running_etcd() as cluster:
+        member = cluster.members[0]
+        assert member.proc is not None
+
+        async def run() -> None:
+            backend = await open_backend(cluster.url + "/outage-log/", call_timeout=0.5)
+            try:
+                # A claim waits on the watch stream meanwhile, which breaks and retries.
+                waiting = asyncio.create_task(
+                    backend.claim(ClaimRequest("me", ("idle",), 10_000), poll=3600)
+                )
+                await asyncio.sleep(0.3)
+                member.kill()
+                for _ in range(4):
+                    with pytest.raises(BackendUnavailable):
+                        await backend.try_claim(ClaimRequest("me", ("jobs",), 10_000))
+                await asyncio.sleep(1.5)  # several of the stream's reconnects
+                cluster.restart(member)
+                async with asyncio.timeout(HANG_GUARD):
+                    while True:  # the channel may still be backing off from the refusals
+                        try:
+                            await backend.queue_stats(QueuesRequest())
+                            break
+                        except BackendUnavailable:
+                            await asyncio.sleep(0.1)
+                    # The waiting claim may have failed as unavailable meanwhile (its
+                    # retry after the stream broke); a new one is woken by the stream.
+                    again = waiting
+                    if waiting.done():
+                        again = asyncio.create_task(
+                            backend.claim(ClaimRequest("me", ("idle",), 10_000), poll=3600)
+                        )
+                    await backend.modify(ModifyRequest("me", inserts=(TaskData("idle"),)))
+                    assert (await again).queue == "idle"
+            finally:
+                await backend.aclose()
+
+        with caplog.at_level(logging.INFO, logger="entroq.etcd"):
+            asyncio.run(run())
+    for name, what in (("entroq.etcd", "answers again"), ("entroq.etcd.watch", "works again")):
+        logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == name]
+        assert [level for level, _ in logged] == ["WARNING", "INFO"], logged
+        assert what in logged[1][1]
 
 
 @pytest.fixture(scope="module")

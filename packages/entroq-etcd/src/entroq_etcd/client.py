@@ -82,6 +82,7 @@ class EtcdClient:
         self._token: str | None = None
         self._auth_lock: asyncio.Lock | None = None
         self._closed = False
+        self._down = False  # the last call failed as unavailable (logged once per outage)
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -147,6 +148,35 @@ class EtcdClient:
         deadline: float | None = None,
     ) -> Resp:
         """One unary call with failover; ``safe`` calls may be retried elsewhere.
+
+        The first failure of a run of unavailable calls is logged as a warning,
+        and the first call that works again at info: an outage shows in the log
+        once, not once per call.
+        """
+        try:
+            response = await self._call(
+                method, request, response_type, safe=safe, deadline=deadline
+            )
+        except BackendUnavailable as exc:
+            if not self._closed and not self._down and not isinstance(exc, HistoryCompacted):
+                self._down = True
+                log.warning("etcd unavailable: %s", exc)
+            raise
+        if self._down:
+            self._down = False
+            log.info("etcd at %s answers again", self.config.describe())
+        return response
+
+    async def _call(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[Resp],
+        *,
+        safe: bool,
+        deadline: float | None = None,
+    ) -> Resp:
+        """One unary call with failover (see ``call``).
 
         ``deadline`` (event loop time) is when the call was asked for plus
         call_timeout, for a call that waited in a queue first; by default the

@@ -73,6 +73,7 @@ class QueueWatcher:
         self._runner: asyncio.Task[None] | None = None
         self._background: set[asyncio.Future[None]] = set()
         self._resync = False
+        self._broken = False  # the stream failed and has not worked since (for logging)
         self._closed = False
 
     @contextlib.asynccontextmanager
@@ -199,7 +200,7 @@ class QueueWatcher:
             try:
                 await call.write(request)
             except Exception as exc:  # the stream broke: reopen it, which re-creates all
-                log.warning("etcd watch stream write failed, reopening it: %r", exc)
+                self._log_break("etcd watch stream write failed, reopening it: %r", exc)
                 call.cancel()
 
     async def _send_create(self, queue: str) -> None:
@@ -239,18 +240,21 @@ class QueueWatcher:
                 for queue in list(self._queues):
                     await self._send_create(queue)
                 async for response in call:
+                    if self._broken:
+                        self._broken = False
+                        log.info("etcd watch stream at %s works again", endpoint)
                     self._handle(response)
                 if not self._closed:
-                    log.warning("etcd watch stream at %s ended; reconnecting", endpoint)
+                    self._log_break("etcd watch stream at %s ended; reconnecting", endpoint)
             except asyncio.CancelledError:
                 runner = asyncio.current_task()
                 if self._closed or (runner is not None and runner.cancelling()):
                     raise
                 # Not this task being cancelled: the stream was, by a failed write.
-                log.warning("etcd watch stream at %s cancelled after a failed write", endpoint)
+                self._log_break("etcd watch stream at %s cancelled after a failed write", endpoint)
             except grpc.aio.AioRpcError as exc:
                 if not self._closed:
-                    log.warning("etcd watch stream at %s failed: %s", endpoint, exc.details())
+                    self._log_break("etcd watch stream at %s failed: %s", endpoint, exc.details())
             except Exception:  # never let the wake-up source die silently
                 log.exception("etcd watch stream at %s failed", endpoint)
             self._call = None
@@ -263,6 +267,12 @@ class QueueWatcher:
                     self._queues[queue] = asyncio.get_running_loop().create_future()
             self._wakeups.notify_all()
             await asyncio.sleep(_RECONNECT_DELAY)
+
+    def _log_break(self, message: str, *args: object) -> None:
+        """Warn of the first break of a run (reconnects follow every 0.2 s while
+        etcd is away); later ones go to debug until the stream works again."""
+        log.log(logging.DEBUG if self._broken else logging.WARNING, message, *args)
+        self._broken = True
 
     def _handle(self, response: rpc_pb2.WatchResponse) -> None:
         if response.created:
