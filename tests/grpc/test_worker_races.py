@@ -94,3 +94,72 @@ def test_a_renewal_that_fails_as_the_handler_returns_drops_the_task_not_the_work
                     await admin.aclose()
 
     asyncio.run(run())
+
+
+class Unanswered(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Leaves every Modify unanswered while ``silent`` is set, as a frozen service or
+    a dead network path would; ``held`` counts the calls left waiting."""
+
+    def __init__(self) -> None:
+        self.silent = threading.Event()
+        self.held = 0
+
+    async def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(details)
+        if handler is None or details.method != "/proto.EntroQ/Modify":
+            return handler
+        serve = handler.unary_unary
+
+        async def unanswered(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if self.silent.is_set():
+                self.held += 1
+                while self.silent.is_set():
+                    await asyncio.sleep(0.05)
+            return await serve(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unanswered,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def test_a_worker_stops_within_its_grace_when_the_service_stops_answering() -> None:
+    """The service stops answering while two handlers run: one finishes and commits
+    (the commit waits), the other is still renewing (the renewal waits). Stopped,
+    the worker must end about its grace later, not when the service comes back."""
+    quiet = Unanswered()
+
+    async def run() -> None:
+        with ServerThread("mem://", interceptors=[quiet]) as server:
+            async with await AsyncEntroQ.open(server.url) as eq:
+                await eq.modify(Modification().insert("frozen", b"quick").insert("frozen", b"slow"))
+                started: list[bytes] = []
+
+                async def handle(task: Task) -> None:
+                    started.append(task.value)
+                    if task.value == b"slow":
+                        await asyncio.sleep(3600)  # outlives the grace
+
+                work = Worker(eq, "frozen", handle, lease=2.0, grace=1.0, concurrency=2)
+                runner = asyncio.create_task(work.run())
+                try:
+                    async with asyncio.timeout(WAIT):
+                        while len(started) < 2:
+                            await asyncio.sleep(0.02)
+                    quiet.silent.set()
+                    async with asyncio.timeout(WAIT):
+                        while quiet.held < 2:  # the commit and a renewal are waiting
+                            await asyncio.sleep(0.02)
+                    work.stop()
+                    # The grace (1 s), then at most a second for the release it tries.
+                    done, _ = await asyncio.wait({runner}, timeout=10)
+                    assert done, "the worker was still waiting on the silent service"
+                finally:
+                    quiet.silent.clear()
+                    work.stop()
+                    await asyncio.gather(runner, return_exceptions=True)
+
+    asyncio.run(run())

@@ -67,7 +67,12 @@ class RenewedLease:
             except TimeoutError:
                 pass
             try:
-                self.task = await self._renew(self.task)
+                # A renewal slower than the interval is no use, and unbounded it
+                # would hang on a service that stopped answering (and stop() waits
+                # for it). Cut off, its outcome is unknown; if it landed, the next
+                # renewal finds the version moved on and the lease counts as lost.
+                async with asyncio.timeout(self._interval):
+                    self.task = await self._renew(self.task)
             except DependencyError as exc:
                 log.warning("lease lost for task %s: %s", self.task.as_id(), exc)
                 self.lost = exc

@@ -53,6 +53,9 @@ CLAIM_RETRY = Backoff(base=0.25, factor=2.0, cap=5.0)
 # How long a worker being cancelled waits for the claim it cancelled to end, so
 # a task that claim took anyway is released, not left leased to nobody.
 _CLAIM_SETTLE_SECONDS = 1.0
+# A commit or release that starts when the grace is (nearly) spent still gets this
+# long: enough for a service that answers, not a wait on one that does not.
+_LAST_WRITE_SECONDS = 1.0
 
 
 class _ClaimFailures:
@@ -187,6 +190,7 @@ class Worker:
         base = options or WorkerOptions()
         self.options = replace(base, **option_values) if option_values else base  # type: ignore[arg-type]
         self._stopping = asyncio.Event()
+        self._stopped_at: float | None = None  # time.monotonic() of the first stop()
         self._claim_failures = _ClaimFailures(self.queues)
         self.processed = 0
         self.failed = 0
@@ -195,6 +199,8 @@ class Worker:
 
     def stop(self) -> None:
         """Stop claiming; running handlers get ``grace`` seconds to finish."""
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
         self._stopping.set()
 
     @property
@@ -375,7 +381,7 @@ class Worker:
             )
             return
         try:
-            await self.client.modify(mod)
+            await self._write(mod)
         except DependencyError as exc:
             log.warning("task %s: commit refused, another worker owns it: %s", task.id, exc)
             return
@@ -408,13 +414,32 @@ class Worker:
             )
             log.warning("task %s %s; retry in %.1fs", task.id, reason, delay)
         try:
-            await self.client.modify(mod)
-        except EntroQError as commit_error:
+            await self._write(mod)
+        except (EntroQError, TimeoutError) as commit_error:
             log.warning("task %s: could not record the failure: %s", task.id, commit_error)
 
     async def _release(self, task: Task) -> None:
         try:
-            await self.client.modify(Modification().change(task))
+            await self._write(Modification().change(task))
             log.info("task %s: released for others at shutdown", task.id)
-        except EntroQError as exc:
+        except (EntroQError, TimeoutError) as exc:
             log.warning("task %s: release failed, its lease will expire: %s", task.id, exc)
+
+    async def _write(self, mod: Modification) -> None:
+        """Commit, fail or release a task, waiting at most a lease (a slower write
+        has most likely lost the lease anyway) and, once stopping, no longer than
+        what is left of the grace: a service that stopped answering must not keep
+        the worker from stopping. Past the limit the outcome is unknown, which a
+        version-checked write makes safe: the lease expires and the task is redone
+        only if this write did not land."""
+        limit = self.options.lease
+        if self._stopped_at is not None:
+            left = self._stopped_at + self.options.grace - time.monotonic()
+            limit = min(limit, max(left, _LAST_WRITE_SECONDS))
+        try:
+            async with asyncio.timeout(limit):
+                await self.client.modify(mod)
+        except TimeoutError as exc:
+            if isinstance(exc, EntroQError):
+                raise
+            raise TimeoutError(f"the service did not answer within {limit:g}s") from None
