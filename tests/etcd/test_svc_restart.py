@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from entroq_core import AsyncEntroQ, Modification, Task
 from entroq_core.backoff import Backoff
+from entroq_core.errors import BackendUnavailable
 from entroq_core.worker import Worker
-from scripts.servers.entroq_svc import SvcProcess, start_svc
-from scripts.servers.etcd import free_port
+from scripts.servers.entroq_svc import ServerThread, SvcProcess, start_svc
+from scripts.servers.etcd import free_port, running_etcd
 from tests.waiting import until
 
+from .conftest import require_etcd
 from .workers import running
+
+HANG_GUARD = 60
 
 TASKS = 300
 
@@ -66,3 +74,40 @@ def test_workers_carry_on_through_service_restarts(etcd_url: str) -> None:
 
     asyncio.run(run())
     assert sorted(done) == sorted(b"%d" % i for i in range(TASKS))
+
+
+def test_health_of_the_service_follows_etcd_and_the_process_stays_serving() -> None:
+    """etcd goes away: the first call that finds it unavailable turns proto.EntroQ
+    NOT_SERVING (a readiness probe stops sending work), while "" stays SERVING (a
+    liveness probe must not restart the server). etcd comes back: the readiness
+    probe finds it and proto.EntroQ is SERVING again, with no client call."""
+    require_etcd()
+    with running_etcd() as cluster:
+        member = cluster.members[0]
+        with ServerThread(cluster.url + "/health/?call_timeout=1") as server:
+
+            async def run() -> None:
+                async with grpc.aio.insecure_channel(server.address) as channel:
+                    health_stub = health_pb2_grpc.HealthStub(channel)
+
+                    async def status(service: str) -> int:
+                        request = health_pb2.HealthCheckRequest(service=service)
+                        return (await health_stub.Check(request)).status
+
+                    serving = health_pb2.HealthCheckResponse.SERVING
+                    assert await status("proto.EntroQ") == serving
+                    async with await AsyncEntroQ.open(server.url) as eq:
+                        member.kill()
+                        with pytest.raises(BackendUnavailable):
+                            await eq.queues()
+                        async with asyncio.timeout(HANG_GUARD):
+                            while await status("proto.EntroQ") == serving:
+                                await asyncio.sleep(0.05)
+                        assert await status("") == serving
+                        cluster.restart(member)
+                        async with asyncio.timeout(HANG_GUARD):
+                            while await status("proto.EntroQ") != serving:
+                                await asyncio.sleep(0.1)
+                        assert await eq.queues() == {}
+
+            asyncio.run(run())

@@ -56,8 +56,13 @@ class EntroQServicer:
         max_value_bytes: int = MAX_VALUE_BYTES,
         stream_chunk_tasks: int = STREAM_CHUNK_TASKS,
         stream_chunk_bytes: int = STREAM_CHUNK_BYTES,
+        on_backend: Callable[[bool], None] | None = None,
     ) -> None:
+        """``on_backend`` hears, after each call, whether the backend answered it
+        (True: the call succeeded) or was unavailable (False); entroq-svc's health
+        follows it."""
         self._backend = backend
+        self._on_backend = on_backend
         self._max_value_bytes = max_value_bytes
         self._chunk_tasks = max(1, stream_chunk_tasks)
         self._chunk_bytes = max(1, stream_chunk_bytes)
@@ -119,8 +124,9 @@ class EntroQServicer:
 
     # --- error shaping ---------------------------------------------------
 
-    @staticmethod
-    def _failure(name: str, exc: Exception) -> Failure:
+    def _failure(self, name: str, exc: Exception) -> Failure:
+        if self._on_backend is not None and isinstance(exc, BackendUnavailable):
+            self._on_backend(False)
         failure = failure_for(exc, name)
         if not failure.expected:
             log.error("unexpected error in %s", name, exc_info=exc)
@@ -131,7 +137,10 @@ class EntroQServicer:
             try:
                 if isinstance(request, convert.Undecodable):
                     raise request.invalid()
-                return await fn(request, context)
+                response = await fn(request, context)
+                if self._on_backend is not None:
+                    self._on_backend(True)
+                return response
             except Exception as exc:  # every exception becomes a proper status
                 failure = self._failure(name, exc)
             # abort() raises; it must run outside the try so it is not caught above.

@@ -19,6 +19,7 @@ from entroq_grpc.convert import SERVICE_NAME
 from entroq_grpc.servicer import EntroQServicer
 
 from .inflight import InFlightCalls
+from .readiness import Readiness
 from .tls import TlsFiles
 
 log = logging.getLogger("entroq_svc")
@@ -75,6 +76,7 @@ class EntroQServer:
         server: grpc.aio.Server,
         servicer: EntroQServicer,
         health_servicer: health.aio.HealthServicer,
+        readiness: Readiness,
         port: int,
         address: str,
         in_flight: InFlightCalls,
@@ -82,6 +84,7 @@ class EntroQServer:
         self._server = server
         self._servicer = servicer
         self._health = health_servicer
+        self._readiness = readiness
         self._in_flight = in_flight
         self._port = port
         self._address = address
@@ -137,9 +140,10 @@ class EntroQServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        servicer = EntroQServicer(backend, max_value_bytes=max_bytes)
-        server.add_generic_rpc_handlers((servicer.handler(),))
         health_servicer = health.aio.HealthServicer()
+        readiness = Readiness(health_servicer, backend, SERVICE_NAME)
+        servicer = EntroQServicer(backend, max_value_bytes=max_bytes, on_backend=readiness.outcome)
+        server.add_generic_rpc_handlers((servicer.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -172,7 +176,7 @@ class EntroQServer:
                 "max_message_mb": max_message_mb,
             },
         )
-        return cls(server, servicer, health_servicer, bound, bound_address, in_flight)
+        return cls(server, servicer, health_servicer, readiness, bound, bound_address, in_flight)
 
     async def stop(self, grace: float = DEFAULT_GRACE_SECONDS) -> None:
         """Shut down gracefully, then close the backend.
@@ -185,6 +189,7 @@ class EntroQServer:
         if self._stopped:
             return
         self._stopped = True
+        self._readiness.close()
         await self._health.enter_graceful_shutdown()
         waiting = self._servicer.drain()
         log.info("draining", extra={"waiting_claims": waiting, "grace_seconds": grace})
