@@ -91,7 +91,7 @@ MAX_BATCH = MAX_CLAIM_BATCH
 MAX_IDLE_LANES = 256
 # While the LISTEN connection is down, waiting claims re-check this often.
 FALLBACK_POLL_SECONDS = 1.0
-# Larger listings come through a server-side cursor in pages of this size.
+# A queue listing reads this many tasks per query (see _pages).
 PAGE_SIZE = 1000
 # A listing reads values by id in groups of about this many bytes, so a page of
 # large values is never in memory at once.
