@@ -19,7 +19,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from entroq_core import EntroQ, Modification
+from entroq_core import AsyncEntroQ, EntroQ, Modification
 from entroq_core.errors import BackendUnavailable, InvalidArgument
 from entroq_core.mem import MemBackend
 from entroq_core.requests import ClaimRequest, ModifyRequest
@@ -458,3 +458,33 @@ def test_module_entry_point_runs_the_same_command() -> None:
         timeout=WAIT,
     )
     assert done.returncode == 0 and "mem" in done.stdout
+
+
+def test_a_waiting_claim_fails_when_the_service_freezes_instead_of_waiting_forever() -> None:
+    """The service stops answering (SIGSTOP: its host froze or vanished; the kernel
+    still holds the connection open). A claim waiting on it must end with
+    BackendUnavailable once keepalive pings go unanswered, not wait for ever: a
+    worker could not move on to a service that took over meanwhile."""
+    svc = start_svc("mem")
+    try:
+
+        async def run() -> None:
+            eq = await AsyncEntroQ.open(svc.url + "?keepalive_seconds=1")
+            try:
+                waiting = asyncio.create_task(eq.claim("frozen/q", 30))
+                await asyncio.sleep(0.5)
+                assert not waiting.done()
+                os.kill(svc.proc.pid, signal.SIGSTOP)
+                try:
+                    with pytest.raises(BackendUnavailable):
+                        async with asyncio.timeout(20):  # 1 s pings, 1 s to answer
+                            await waiting
+                finally:
+                    os.kill(svc.proc.pid, signal.SIGCONT)
+            finally:
+                await eq.aclose()
+
+        asyncio.run(run())
+        assert svc.terminate() == 0
+    finally:
+        svc.close()

@@ -11,6 +11,7 @@ Query parameters and keyword options are the same names (keywords win).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -33,7 +34,15 @@ DEFAULT_PORT = 37706
 # or load balancer idle limit ends a wait that the caller wants to last forever.
 DEFAULT_CLAIM_CALL_SECONDS = 30.0
 
-_OPTIONS = ("ca", "cert", "key", "server_name", "claim_call_seconds")
+_OPTIONS = ("ca", "cert", "key", "server_name", "claim_call_seconds", "keepalive_seconds")
+# A call in flight (a waiting Claim above all) pings the server this often when
+# the connection is quiet, and gives up on it when a ping goes unanswered: a
+# server whose host vanished or froze is noticed instead of waited on forever.
+# Five minutes is what servers accept by default (gRPC's and Go's enforcement
+# policies close connections that ping more often); entroq-svc accepts pings
+# every 10 s.
+DEFAULT_KEEPALIVE_SECONDS = 300.0
+_KEEPALIVE_TIMEOUT_SECONDS = 20.0
 
 
 class GrpcBackend:
@@ -226,13 +235,26 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
+def _seconds(settings: dict[str, Any], name: str, default: float) -> float:
+    """A positive, finite number of seconds from the URL or keyword options."""
+    raw = settings.get(name, default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise InvalidArgument(name, raw, "must be seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgument(name, raw, "must be a positive, finite number of seconds")
+    return value
+
+
 async def open_backend(url: str, **options: Any) -> GrpcBackend:
     """Open a client backend for the EntroQ service at ``url``.
 
     Args:
         url: ``grpc://host:port`` or ``grpcs://host:port`` (see the module doc).
         **options: ``ca``, ``cert``, ``key`` (PEM file paths, grpcs only),
-            ``server_name`` (TLS name to expect), ``claim_call_seconds``.
+            ``server_name`` (TLS name to expect), ``claim_call_seconds``,
+            ``keepalive_seconds``.
 
     Raises:
         InvalidArgument: a malformed URL, an unknown option or an unreadable file.
@@ -242,15 +264,16 @@ async def open_backend(url: str, **options: Any) -> GrpcBackend:
     unknown = sorted(set(settings) - set(_OPTIONS))
     if unknown:
         raise InvalidArgument("options", unknown, f"unknown; expected some of {list(_OPTIONS)}")
-    try:
-        claim_call_seconds = float(settings.get("claim_call_seconds", DEFAULT_CLAIM_CALL_SECONDS))
-    except (TypeError, ValueError):
-        raise InvalidArgument(
-            "claim_call_seconds", settings["claim_call_seconds"], "must be seconds"
-        ) from None
-    if claim_call_seconds <= 0:
-        raise InvalidArgument("claim_call_seconds", claim_call_seconds, "must be positive")
-    channel_options: list[tuple[str, Any]] = list(_CHANNEL_OPTIONS)
+    claim_call_seconds = _seconds(settings, "claim_call_seconds", DEFAULT_CLAIM_CALL_SECONDS)
+    keepalive = _seconds(settings, "keepalive_seconds", DEFAULT_KEEPALIVE_SECONDS)
+    channel_options: list[tuple[str, Any]] = [
+        *_CHANNEL_OPTIONS,
+        ("grpc.keepalive_time_ms", int(keepalive * 1000)),
+        ("grpc.keepalive_timeout_ms", int(min(keepalive, _KEEPALIVE_TIMEOUT_SECONDS) * 1000)),
+        # gRPC 1.5x+ waits for a ping's ack this long (default a minute), whatever
+        # the keepalive timeout says.
+        ("grpc.http2.ping_timeout_ms", int(min(keepalive, _KEEPALIVE_TIMEOUT_SECONDS) * 1000)),
+    ]
     if scheme == "grpcs":
         if ("cert" in settings) != ("key" in settings):
             raise InvalidArgument("cert", settings.get("cert"), "cert and key go together")

@@ -138,6 +138,9 @@ class EntroQServer:
                 ("grpc.max_receive_message_length", max_bytes + _ENVELOPE_BYTES),
                 ("grpc.max_send_message_length", -1),
                 ("grpc.so_reuseport", 0),
+                # Clients may ping a quiet connection every 10 s (keepalive_seconds
+                # of the grpc:// client) without being told off (GOAWAY).
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
         )
         health_servicer = health.aio.HealthServicer()
