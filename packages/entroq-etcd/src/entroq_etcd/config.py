@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from entroq_core.errors import InvalidArgument
+from entroq_core.options import positive
 
 from .keys import DEFAULT_PREFIX
 
@@ -76,16 +77,6 @@ def _bool(name: str, value: Any) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise InvalidArgument(name, value, "must be true or false")
-
-
-def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise InvalidArgument(name, value, "must be a positive number") from None
-    if isinstance(value, bool) or not 0 < number < float("inf"):
-        raise InvalidArgument(name, value, "must be a positive number")
-    return number
 
 
 def _endpoint(text: str, url: str) -> str:
@@ -153,10 +144,10 @@ def parse(url: str, options: dict[str, Any]) -> EtcdConfig:
         cert_file=cert,
         key_file=key_file,
         server_name=settings.get("server_name"),
-        call_timeout=_positive(
+        call_timeout=positive(
             "call_timeout", settings.get("call_timeout", DEFAULT_CALL_TIMEOUT), float
         ),
-        max_request_bytes=_positive(
+        max_request_bytes=positive(
             "max_request_bytes", settings.get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES), int
         ),
         batch_writes=_bool("batch_writes", settings.get("batch_writes", True)),

@@ -11,7 +11,6 @@ Query parameters and keyword options are the same names (keywords win).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -22,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 import grpc
 
 from entroq_core.errors import DeadlineExceeded, DependencyError, InvalidArgument
+from entroq_core.options import positive
 from entroq_core.requests import ClaimRequest, ModifyRequest, QueuesRequest, TasksRequest
 from entroq_core.types import ModifyResult, QueueStats, Task
 
@@ -235,18 +235,6 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-def _seconds(settings: dict[str, Any], name: str, default: float) -> float:
-    """A positive, finite number of seconds from the URL or keyword options."""
-    raw = settings.get(name, default)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise InvalidArgument(name, raw, "must be seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidArgument(name, raw, "must be a positive, finite number of seconds")
-    return value
-
-
 async def open_backend(url: str, **options: Any) -> GrpcBackend:
     """Open a client backend for the EntroQ service at ``url``.
 
@@ -264,8 +252,12 @@ async def open_backend(url: str, **options: Any) -> GrpcBackend:
     unknown = sorted(set(settings) - set(_OPTIONS))
     if unknown:
         raise InvalidArgument("options", unknown, f"unknown; expected some of {list(_OPTIONS)}")
-    claim_call_seconds = _seconds(settings, "claim_call_seconds", DEFAULT_CLAIM_CALL_SECONDS)
-    keepalive = _seconds(settings, "keepalive_seconds", DEFAULT_KEEPALIVE_SECONDS)
+    claim_call_seconds = positive(
+        "claim_call_seconds", settings.get("claim_call_seconds", DEFAULT_CLAIM_CALL_SECONDS)
+    )
+    keepalive = positive(
+        "keepalive_seconds", settings.get("keepalive_seconds", DEFAULT_KEEPALIVE_SECONDS)
+    )
     channel_options: list[tuple[str, Any]] = [
         *_CHANNEL_OPTIONS,
         ("grpc.keepalive_time_ms", int(keepalive * 1000)),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -10,6 +9,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 
 from entroq_core.errors import InvalidArgument
+from entroq_core.options import positive
 
 DEFAULT_SCHEMA = "entroq"
 # libpq waits forever on an unreachable host unless told otherwise.
@@ -140,8 +140,7 @@ def _check(config: PgConfig) -> None:
             config.pool_max,
             f"must be at least 1 and at least pool_min ({config.pool_min})",
         )
-    if not (config.pool_timeout > 0 and math.isfinite(config.pool_timeout)):
-        raise InvalidArgument("pool_timeout", config.pool_timeout, "must be a positive number")
+    positive("pool_timeout", config.pool_timeout)
     if config.max_retries < 0:
         raise InvalidArgument("max_retries", config.max_retries, "must not be negative")
 
