@@ -18,14 +18,11 @@ if TYPE_CHECKING:
 WAIT = 60.0
 
 
-class HeldRenewals(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Holds a lease renewal (a Modify changing a task in queue ``queue``) once it
-    arrives, until ``release`` is set: the renewal is then surely in flight."""
+class BeforeModify(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Runs ``before(request)`` on the server before each Modify is served."""
 
-    def __init__(self, queue: str) -> None:
-        self.queue = queue
-        self.arrived = threading.Event()
-        self.release = threading.Event()
+    async def before(self, request: Any) -> None:
+        raise NotImplementedError
 
     async def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
@@ -35,18 +32,31 @@ class HeldRenewals(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         serve = handler.unary_unary
 
-        async def held(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            renewal = any(c.new_data.queue == self.queue for c in request.changes)
-            if renewal and not self.release.is_set():
-                self.arrived.set()
-                await asyncio.to_thread(self.release.wait, WAIT)
+        async def modify(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await self.before(request)
             return await serve(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
-            held,
+            modify,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+class HeldRenewals(BeforeModify):
+    """Holds a lease renewal (a Modify changing a task in queue ``queue``) once it
+    arrives, until ``release`` is set: the renewal is then surely in flight."""
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+
+    async def before(self, request: Any) -> None:
+        renewal = any(c.new_data.queue == self.queue for c in request.changes)
+        if renewal and not self.release.is_set():
+            self.arrived.set()
+            await asyncio.to_thread(self.release.wait, WAIT)
 
 
 def test_a_renewal_that_fails_as_the_handler_returns_drops_the_task_not_the_worker() -> None:
@@ -96,7 +106,7 @@ def test_a_renewal_that_fails_as_the_handler_returns_drops_the_task_not_the_work
     asyncio.run(run())
 
 
-class Unanswered(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class Unanswered(BeforeModify):
     """Leaves every Modify unanswered while ``silent`` is set, as a frozen service or
     a dead network path would; ``held`` counts the calls left waiting."""
 
@@ -104,26 +114,11 @@ class Unanswered(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self.silent = threading.Event()
         self.held = 0
 
-    async def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        if handler is None or details.method != "/proto.EntroQ/Modify":
-            return handler
-        serve = handler.unary_unary
-
-        async def unanswered(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if self.silent.is_set():
-                self.held += 1
-                while self.silent.is_set():
-                    await asyncio.sleep(0.05)
-            return await serve(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            unanswered,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    async def before(self, request: Any) -> None:
+        if self.silent.is_set():
+            self.held += 1
+            while self.silent.is_set():
+                await asyncio.sleep(0.05)
 
 
 def test_a_worker_stops_within_its_grace_when_the_service_stops_answering() -> None:
