@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from scripts.servers.etcd import INSTALL_HINT, URL_ENV, EtcdCluster, etcd_binary
+from scripts.servers.etcd import INSTALL_HINT, URL_ENV, EtcdCluster, etcd_binary, running_etcd
 
 
 def require_etcd() -> None:
@@ -39,3 +39,11 @@ def etcd_server_url() -> Iterator[str]:
 def etcd_url(etcd_server_url: str) -> str:
     """The session's etcd with a fresh key prefix, so tests never see each other's keys."""
     return f"{etcd_server_url.rstrip('/')}/entroq-test-{uuid.uuid4().hex[:12]}/"
+
+
+@pytest.fixture
+def own_etcd() -> Iterator[EtcdCluster]:
+    """A throwaway single-member etcd of one test's own, to stop, freeze or restart."""
+    require_etcd()
+    with running_etcd() as cluster:
+        yield cluster

@@ -13,10 +13,9 @@ from entroq_core.backoff import Backoff
 from entroq_core.errors import BackendUnavailable
 from entroq_core.worker import Worker
 from scripts.servers.entroq_svc import ServerThread, SvcProcess, start_svc
-from scripts.servers.etcd import free_port, running_etcd
+from scripts.servers.etcd import EtcdCluster, free_port
 from tests.waiting import until
 
-from .conftest import require_etcd
 from .workers import running
 
 HANG_GUARD = 60
@@ -76,38 +75,38 @@ def test_workers_carry_on_through_service_restarts(etcd_url: str) -> None:
     assert sorted(done) == sorted(b"%d" % i for i in range(TASKS))
 
 
-def test_health_of_the_service_follows_etcd_and_the_process_stays_serving() -> None:
+def test_health_of_the_service_follows_etcd_and_the_process_stays_serving(
+    own_etcd: EtcdCluster,
+) -> None:
     """etcd goes away: the first call that finds it unavailable turns proto.EntroQ
     NOT_SERVING (a readiness probe stops sending work), while "" stays SERVING (a
     liveness probe must not restart the server). etcd comes back: the readiness
     probe finds it and proto.EntroQ is SERVING again, with no client call."""
-    require_etcd()
-    with running_etcd() as cluster:
-        member = cluster.members[0]
-        with ServerThread(cluster.url + "/health/?call_timeout=1") as server:
+    member = own_etcd.members[0]
+    with ServerThread(own_etcd.url + "/health/?call_timeout=1") as server:
 
-            async def run() -> None:
-                async with grpc.aio.insecure_channel(server.address) as channel:
-                    health_stub = health_pb2_grpc.HealthStub(channel)
+        async def run() -> None:
+            async with grpc.aio.insecure_channel(server.address) as channel:
+                health_stub = health_pb2_grpc.HealthStub(channel)
 
-                    async def status(service: str) -> int:
-                        request = health_pb2.HealthCheckRequest(service=service)
-                        return (await health_stub.Check(request)).status
+                async def status(service: str) -> int:
+                    request = health_pb2.HealthCheckRequest(service=service)
+                    return (await health_stub.Check(request)).status
 
-                    serving = health_pb2.HealthCheckResponse.SERVING
-                    assert await status("proto.EntroQ") == serving
-                    async with await AsyncEntroQ.open(server.url) as eq:
-                        member.kill()
-                        with pytest.raises(BackendUnavailable):
-                            await eq.queues()
-                        async with asyncio.timeout(HANG_GUARD):
-                            while await status("proto.EntroQ") == serving:
-                                await asyncio.sleep(0.05)
-                        assert await status("") == serving
-                        cluster.restart(member)
-                        async with asyncio.timeout(HANG_GUARD):
-                            while await status("proto.EntroQ") != serving:
-                                await asyncio.sleep(0.1)
-                        assert await eq.queues() == {}
+                serving = health_pb2.HealthCheckResponse.SERVING
+                assert await status("proto.EntroQ") == serving
+                async with await AsyncEntroQ.open(server.url) as eq:
+                    member.kill()
+                    with pytest.raises(BackendUnavailable):
+                        await eq.queues()
+                    async with asyncio.timeout(HANG_GUARD):
+                        while await status("proto.EntroQ") == serving:
+                            await asyncio.sleep(0.05)
+                    assert await status("") == serving
+                    own_etcd.restart(member)
+                    async with asyncio.timeout(HANG_GUARD):
+                        while await status("proto.EntroQ") != serving:
+                            await asyncio.sleep(0.1)
+                    assert await eq.queues() == {}
 
-            asyncio.run(run())
+        asyncio.run(run())
