@@ -149,38 +149,11 @@ class EtcdClient:
     ) -> Resp:
         """One unary call with failover; ``safe`` calls may be retried elsewhere.
 
-        The first failure of a run of unavailable calls is logged as a warning,
-        and the first call that works again at info: an outage shows in the log
-        once, not once per call.
-        """
-        try:
-            response = await self._call(
-                method, request, response_type, safe=safe, deadline=deadline
-            )
-        except BackendUnavailable as exc:
-            if not self._closed and not self._down and not isinstance(exc, HistoryCompacted):
-                self._down = True
-                log.warning("etcd unavailable: %s", exc)
-            raise
-        if self._down:
-            self._down = False
-            log.info("etcd at %s answers again", self.config.describe())
-        return response
-
-    async def _call(
-        self,
-        method: str,
-        request: Message,
-        response_type: type[Resp],
-        *,
-        safe: bool,
-        deadline: float | None = None,
-    ) -> Resp:
-        """One unary call with failover (see ``call``).
-
         ``deadline`` (event loop time) is when the call was asked for plus
         call_timeout, for a call that waited in a queue first; by default the
-        call_timeout counts from now.
+        call_timeout counts from now. The first failure of a run of unavailable
+        calls is logged as a warning, and the first call that works again at
+        info: an outage shows in the log once, not once per call.
         """
         if self._closed:
             raise BackendUnavailable("the etcd backend is closed")
@@ -192,60 +165,70 @@ class EtcdClient:
         reauthenticated = False
         index = self._current
         tried = 0
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise BackendUnavailable(
-                    f"etcd at {self.config.describe()} did not answer within "
-                    f"{self.config.call_timeout:g}s" + _detail(failures)
-                )
-            multicallable = self._callables.get((index, method))
-            if multicallable is None:
-                multicallable = self._channel(index).unary_unary(
-                    method,
-                    request_serializer=_serialize,
-                    response_deserializer=response_type.FromString,
-                )
-                self._callables[(index, method)] = multicallable
-            try:
-                response: Resp = await multicallable(
-                    request, timeout=remaining, metadata=self._metadata()
-                )
-                return response
-            except grpc.aio.AioRpcError as exc:
-                code, details = exc.code(), exc.details() or ""
-            endpoint = endpoints[index]
-            if (
-                code == grpc.StatusCode.UNAUTHENTICATED
-                and "invalid auth token" in details
-                and self.config.user
-                and not reauthenticated
-            ):
-                # Simple tokens expire after etcd's --auth-token-ttl; the call was refused.
-                reauthenticated = True
-                await self._authenticate(stale=self._token)
-                continue
-            if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise _map_error(code, details, endpoint, request)
-            failures.append(f"{endpoint}: {details or code.name}")
-            if self._current == index:
-                self._current = (index + 1) % len(endpoints)
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise BackendUnavailable(
-                    f"etcd at {self.config.describe()} did not answer within "
-                    f"{self.config.call_timeout:g}s" + _detail(failures)
-                )
-            if not safe and not _never_sent(details):
-                raise BackendUnavailable(
-                    f"etcd connection lost during a write at {endpoint}; the outcome is "
-                    f"unknown: {details}"
-                )
-            tried += 1
-            if tried >= len(endpoints):
-                raise BackendUnavailable(
-                    f"etcd unavailable at {self.config.describe()}" + _detail(failures)
-                )
-            index = (index + 1) % len(endpoints)
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise BackendUnavailable(
+                        f"etcd at {self.config.describe()} did not answer within "
+                        f"{self.config.call_timeout:g}s" + _detail(failures)
+                    )
+                multicallable = self._callables.get((index, method))
+                if multicallable is None:
+                    multicallable = self._channel(index).unary_unary(
+                        method,
+                        request_serializer=_serialize,
+                        response_deserializer=response_type.FromString,
+                    )
+                    self._callables[(index, method)] = multicallable
+                try:
+                    response: Resp = await multicallable(
+                        request, timeout=remaining, metadata=self._metadata()
+                    )
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    code, details = exc.code(), exc.details() or ""
+                endpoint = endpoints[index]
+                if (
+                    code == grpc.StatusCode.UNAUTHENTICATED
+                    and "invalid auth token" in details
+                    and self.config.user
+                    and not reauthenticated
+                ):
+                    # Simple tokens expire after etcd's --auth-token-ttl; the call was refused.
+                    reauthenticated = True
+                    await self._authenticate(stale=self._token)
+                    continue
+                if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise _map_error(code, details, endpoint, request)
+                failures.append(f"{endpoint}: {details or code.name}")
+                if self._current == index:
+                    self._current = (index + 1) % len(endpoints)
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise BackendUnavailable(
+                        f"etcd at {self.config.describe()} did not answer within "
+                        f"{self.config.call_timeout:g}s" + _detail(failures)
+                    )
+                if not safe and not _never_sent(details):
+                    raise BackendUnavailable(
+                        f"etcd connection lost during a write at {endpoint}; the outcome is "
+                        f"unknown: {details}"
+                    )
+                tried += 1
+                if tried >= len(endpoints):
+                    raise BackendUnavailable(
+                        f"etcd unavailable at {self.config.describe()}" + _detail(failures)
+                    )
+                index = (index + 1) % len(endpoints)
+        except BackendUnavailable as exc:
+            if not (self._down or self._closed or isinstance(exc, HistoryCompacted)):
+                self._down = True
+                log.warning("etcd unavailable: %s", exc)
+            raise
+        if self._down:
+            self._down = False
+            log.info("etcd at %s answers again", self.config.describe())
+        return response
 
     # --- internals --------------------------------------------------------------
 
