@@ -82,7 +82,7 @@ def test_a_long_listing_filters_by_claimant_and_limits_across_pages(pg_url: str)
 
 
 def test_values_are_read_in_groups_of_bounded_size() -> None:
-    # Column 13 of a listing row is the value's size.
+    # Column 13 of a listing row (_PAGE_VALUE_SIZE) is the value's size.
     rows = [tuple([None] * 13 + [size]) for size in (3, 3, 3, 10, 1, 1)]
     groups = [[row[13] for row in group] for group in _by_size(rows, 6)]  # type: ignore[arg-type]
     assert groups == [[3, 3], [3], [10], [1, 1]]  # one oversized value goes alone

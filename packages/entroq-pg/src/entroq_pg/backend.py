@@ -98,6 +98,10 @@ PAGE_SIZE = 1000
 _VALUE_BYTES_PER_READ = 4 * 1024 * 1024
 # Before every arrival time a task can have (the claim index's order starts here).
 _LISTING_START = datetime(1, 1, 2, tzinfo=UTC)
+# Columns of a statements.tasks_page row after the task's own: at and rnd as
+# stored (where the next page starts), the value's size, and whether the
+# claimant filter shows the task.
+_PAGE_AT, _PAGE_RND, _PAGE_VALUE_SIZE, _PAGE_SHOWN = 11, 12, 13, 14
 # Python cannot represent later instants; a lease ending after this is refused.
 LATEST_LEASE_END = datetime(9999, 12, 1, tzinfo=UTC)
 # Leases this long end before LATEST_LEASE_END for any clock before the year 9000.
@@ -113,16 +117,16 @@ def _utc(when: datetime) -> datetime:
 
 
 def _by_size(rows: list[Row], budget: int) -> Iterator[list[Row]]:
-    """Consecutive groups of listing rows whose values (column 13) add up to at
-    most ``budget`` bytes, each with at least one row."""
+    """Consecutive groups of listing rows whose values add up to at most
+    ``budget`` bytes, each with at least one row."""
     group: list[Row] = []
     size = 0
     for row in rows:
-        if group and size + row[13] > budget:
+        if group and size + row[_PAGE_VALUE_SIZE] > budget:
             yield group
             group, size = [], 0
         group.append(row)
-        size += row[13]
+        size += row[_PAGE_VALUE_SIZE]
     if group:
         yield group
 
@@ -881,8 +885,8 @@ class PgBackend:
             if not rows:
                 return
             last = rows[-1]
-            params.update(at=last[11], rnd=last[12], id=last[1])
-            shown = [row for row in rows if row[14]]
+            params.update(at=last[_PAGE_AT], rnd=last[_PAGE_RND], id=last[1])
+            shown = [row for row in rows if row[_PAGE_SHOWN]]
             if request.omit_values:
                 for row in shown:
                     yield row_to_task(row)
